@@ -1,0 +1,11 @@
+//! The pure core of lafs: Tahoe-LAFS-compatible formats as state machines over bytes.
+//!
+//! Goals: byte-identical caps, hashes and shares to stock Tahoe-LAFS 1.20; bounded memory
+//! whatever the file size; every hash checked on the way back.
+//!
+//! Non-goals: I/O of any kind. Nothing here opens a file, a socket or starts a runtime; the
+//! storage server, the client and the CLI drive these types and own the I/O.
+
+pub mod base32;
+pub mod hashutil;
+pub mod netstring;

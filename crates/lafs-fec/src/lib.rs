@@ -1,0 +1,1 @@
+//! zfec-compatible erasure coding (placeholder; being written).
