@@ -1,1 +1,61 @@
-fn main() {}
+//! `lafs`: the command-line porcelain.
+//!
+//! Exit status: 0 on success, 1 on failure, 2 on bad usage (including malformed caps and
+//! arguments). Errors are one line on stderr and never contain secrets.
+
+mod cap_cmd;
+mod error;
+mod put;
+mod size;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A least-authority file store, compatible with Tahoe-LAFS.
+#[derive(Debug, Parser)]
+#[command(name = "lafs", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Node directory [default: ~/.lafs]
+    #[arg(
+        short = 'd',
+        long = "node-directory",
+        global = true,
+        env = "LAFS_NODE_DIR"
+    )]
+    node_directory: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store a file on the grid and print its cap (offline with --dry-run).
+    Put(put::PutArgs),
+    /// Inspect and transform capability strings.
+    #[command(subcommand)]
+    Cap(cap_cmd::CapCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Put(args) => put::run(&args, cli.node_directory.as_deref()),
+        Command::Cap(cmd) => cap_cmd::run(&cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lafs: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

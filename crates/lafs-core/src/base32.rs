@@ -13,7 +13,8 @@ fn encoding() -> &'static Encoding {
         spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
         spec.check_trailing_bits = true;
         #[allow(clippy::expect_used)]
-        spec.encoding().expect("static base32 specification is valid")
+        spec.encoding()
+            .expect("static base32 specification is valid")
     })
 }
 
@@ -99,9 +100,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(decode("NBSWY3DP"), Err(Base32Error::BadCharacter('N', 0))));
-        assert!(matches!(decode("nbsw1"), Err(Base32Error::BadCharacter('1', 4))));
-        assert!(matches!(decode("nbswy3dp="), Err(Base32Error::BadCharacter('=', 8))));
+        assert!(matches!(
+            decode("NBSWY3DP"),
+            Err(Base32Error::BadCharacter('N', 0))
+        ));
+        assert!(matches!(
+            decode("nbsw1"),
+            Err(Base32Error::BadCharacter('1', 4))
+        ));
+        assert!(matches!(
+            decode("nbswy3dp="),
+            Err(Base32Error::BadCharacter('=', 8))
+        ));
         // 26 chars for 16 bytes leave 2 unused bits; 'b' sets one of them.
         let mut s = encode(&[0u8; 16]);
         s.pop();

@@ -115,7 +115,9 @@ pub enum CapError {
         problem: Base32Problem,
     },
     /// A numeric field holds something other than ASCII digits.
-    #[error("{kind} cap: {field} field is not a decimal number (unexpected character at position {position})")]
+    #[error(
+        "{kind} cap: {field} field is not a decimal number (unexpected character at position {position})"
+    )]
     NotDecimal {
         /// The cap kind.
         kind: &'static str,
@@ -184,7 +186,7 @@ pub enum Base32Problem {
         found: usize,
     },
     /// No byte string encodes to this many characters.
-    #[error("{found} characters is not a valid base32 length")]
+    #[error("invalid length ({found} characters encode no whole number of bytes)")]
     InvalidLength {
         /// Characters found.
         found: usize,
@@ -609,8 +611,7 @@ impl FromStr for Cap {
         };
         // Like stock, the prefix is checked before the fields are.
         if let Some(p) = prefix
-            && ((layout.is_write() && !allow_write)
-                || (layout.is_mutable_read() && !allow_mutable))
+            && ((layout.is_write() && !allow_write) || (layout.is_mutable_read() && !allow_mutable))
         {
             return Err(CapError::InconsistentPrefix { prefix: p, kind });
         }
@@ -867,7 +868,14 @@ impl Cap {
     fn fmt_body(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cap::Lit(c) => f.write_str(&base32::encode(&c.data)),
-            Cap::Chk(c) => fmt_chk(f, &c.key, &c.ueb_hash, c.needed_shares, c.total_shares, c.size),
+            Cap::Chk(c) => fmt_chk(
+                f,
+                &c.key,
+                &c.ueb_hash,
+                c.needed_shares,
+                c.total_shares,
+                c.size,
+            ),
             Cap::ChkVerifier(c) => fmt_chk(
                 f,
                 &c.storage_index,
@@ -1018,9 +1026,7 @@ impl Cap {
             Cap::SskRo(c) => Some(Cap::SskVerifier(c.verifier())),
             Cap::Mdmf(c) => Some(Cap::MdmfVerifier(c.verifier())),
             Cap::MdmfRo(c) => Some(Cap::MdmfVerifier(c.verifier())),
-            Cap::ChkVerifier(_) | Cap::SskVerifier(_) | Cap::MdmfVerifier(_) => {
-                Some(self.clone())
-            }
+            Cap::ChkVerifier(_) | Cap::SskVerifier(_) | Cap::MdmfVerifier(_) => Some(self.clone()),
             Cap::Dir(d) => d.inner.verifier().map(DirCap::wrap),
         }
     }
@@ -1077,11 +1083,7 @@ fn unknown_label(s: &str) -> &str {
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        &s[..prefix + skip + end]
-    } else {
-        ""
-    }
+    if ok { &s[..prefix + skip + end] } else { "" }
 }
 
 fn fmt_chk(

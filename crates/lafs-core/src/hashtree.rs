@@ -100,7 +100,11 @@ pub fn python_small_int_set_order(items: &[usize]) -> Vec<usize> {
         let mut i = key & mask;
         let mut perturb = key;
         loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             for j in i..=i + probes {
                 match table[j] {
                     None => {
@@ -325,7 +329,11 @@ impl IncompleteHashTree {
             let Some(lh) = self.nodes[l] else {
                 return Err(HashTreeError::NotEnoughHashes(l));
             };
-            let rh = if r == sib { sib_hash } else { self.nodes[r].unwrap_or(sib_hash) };
+            let rh = if r == sib {
+                sib_hash
+            } else {
+                self.nodes[r].unwrap_or(sib_hash)
+            };
             let p = parent(i);
             let computed = pair_hash(&lh, &rh);
             match self.nodes[p] {
@@ -379,13 +387,19 @@ mod tests {
     #[test]
     fn stock_share_hash_chain_orders() {
         // Orders observed in shares written by stock Tahoe 1.20 (shared/vectors).
-        assert_eq!(needed_hashes_stock_order(10, 0, true), vec![2, 4, 8, 15, 16]);
+        assert_eq!(
+            needed_hashes_stock_order(10, 0, true),
+            vec![2, 4, 8, 15, 16]
+        );
         assert_eq!(needed_hashes_stock_order(5, 0, true), vec![8, 2, 4, 7]);
         assert_eq!(
             needed_hashes_stock_order(100, 0, true),
             vec![128, 32, 64, 2, 4, 8, 16, 127]
         );
-        assert_eq!(needed_hashes_stock_order(13, 0, true), vec![2, 4, 8, 15, 16]);
+        assert_eq!(
+            needed_hashes_stock_order(13, 0, true),
+            vec![2, 4, 8, 15, 16]
+        );
         assert_eq!(needed_hashes_stock_order(1, 0, true), vec![0]);
     }
 
@@ -410,7 +424,10 @@ mod tests {
             ),
             (&[135, 1, 5], &[1, 5, 135]),
             (&[220, 169, 170, 296], &[296, 169, 170, 220]),
-            (&[203, 552, 209, 186, 201, 392], &[552, 201, 392, 203, 209, 186]),
+            (
+                &[203, 552, 209, 186, 201, 392],
+                &[552, 201, 392, 203, 209, 186],
+            ),
         ];
         for (items, expected) in cases {
             assert_eq!(python_small_int_set_order(items), *expected, "{items:?}");

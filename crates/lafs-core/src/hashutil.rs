@@ -174,7 +174,11 @@ pub fn lease_secrets(
         tagged_pair_hash(bucket_tag, &frs, server_id)
     };
     LeaseSecrets {
-        renew: derive(tags::CLIENT_RENEWAL, tags::FILE_RENEWAL, tags::BUCKET_RENEWAL),
+        renew: derive(
+            tags::CLIENT_RENEWAL,
+            tags::FILE_RENEWAL,
+            tags::BUCKET_RENEWAL,
+        ),
         cancel: derive(tags::CLIENT_CANCEL, tags::FILE_CANCEL, tags::BUCKET_CANCEL),
     }
 }

@@ -67,9 +67,15 @@ mod tests {
     fn known() {
         assert_eq!(netstring(b""), b"0:,");
         assert_eq!(netstring(b"abc"), b"3:abc,");
-        assert_eq!(split_netstring(b"3:abc,xy").unwrap(), (&b"abc"[..], &b"xy"[..]));
+        assert_eq!(
+            split_netstring(b"3:abc,xy").unwrap(),
+            (&b"abc"[..], &b"xy"[..])
+        );
         assert_eq!(split_netstring(b"3:ab"), Err(NetstringError::Truncated));
-        assert_eq!(split_netstring(b"3:abcd"), Err(NetstringError::MissingComma));
+        assert_eq!(
+            split_netstring(b"3:abcd"),
+            Err(NetstringError::MissingComma)
+        );
         assert_eq!(split_netstring(b"x:"), Err(NetstringError::BadLength));
         assert_eq!(split_netstring(b"03:abc,"), Err(NetstringError::BadLength));
         assert_eq!(

@@ -38,7 +38,10 @@ fn all_known_answers() {
     for (name, case) in cases {
         let cap_expected = case["cap"].as_str().expect("cap");
         if name.starts_with("LIT") {
-            let n = name.trim_start_matches("LIT-").parse::<usize>().expect("size");
+            let n = name
+                .trim_start_matches("LIT-")
+                .parse::<usize>()
+                .expect("size");
             let f = encode_bytes(&data(n), &EncodingParams::default(), &[0; 16]).unwrap();
             assert_eq!(f.cap.to_string(), cap_expected, "{name}");
             assert!(f.shares.is_empty());
@@ -61,21 +64,43 @@ fn all_known_answers() {
             case["vcap"].as_str().unwrap(),
             "{name}: verify cap"
         );
-        assert_eq!(base32::encode(&chk.storage_index()), case["si"].as_str().unwrap());
+        assert_eq!(
+            base32::encode(&chk.storage_index()),
+            case["si"].as_str().unwrap()
+        );
         // UEB bytes, where given.
         let share0 = &f.shares[0];
         let layout = ShareLayout::parse(share0).unwrap();
         let ueb_start = (layout.uri_extension + layout.ueb_length_len()) as usize;
         let ueb = &share0[ueb_start..];
-        assert_eq!(ueb.len() as u64, case["ueb_len"].as_u64().unwrap(), "{name}: ueb len");
+        assert_eq!(
+            ueb.len() as u64,
+            case["ueb_len"].as_u64().unwrap(),
+            "{name}: ueb len"
+        );
         if let Some(hexueb) = case.get("ueb_hex").and_then(Value::as_str) {
             assert_eq!(hex::encode(ueb), hexueb, "{name}: UEB bytes");
         }
-        assert_eq!(layout.block_size, case["block_size"].as_u64().unwrap(), "{name}");
-        assert_eq!(layout.data_size, case["share_size"].as_u64().unwrap(), "{name}");
-        assert_eq!(u64::from(layout.version), case["share0_version"].as_u64().unwrap());
+        assert_eq!(
+            layout.block_size,
+            case["block_size"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            layout.data_size,
+            case["share_size"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            u64::from(layout.version),
+            case["share0_version"].as_u64().unwrap()
+        );
         // Share 0 exactly.
-        assert_eq!(share0.len() as u64, case["share0_len"].as_u64().unwrap(), "{name}: len");
+        assert_eq!(
+            share0.len() as u64,
+            case["share0_len"].as_u64().unwrap(),
+            "{name}: len"
+        );
         if let Some(head) = case.get("share0_head_hex").and_then(Value::as_str) {
             assert_eq!(hex::encode(&share0[..head.len() / 2]), head, "{name}: head");
         }
@@ -108,6 +133,10 @@ fn all_known_answers() {
             .take(k)
             .map(|(i, s)| (i as u16, s.as_slice()))
             .collect();
-        assert_eq!(decode_bytes(chk, &shares).unwrap(), plaintext, "{name}: decode");
+        assert_eq!(
+            decode_bytes(chk, &shares).unwrap(),
+            plaintext,
+            "{name}: decode"
+        );
     }
 }

@@ -128,7 +128,10 @@ pub(crate) static GFNI_MATRIX: [u64; 256] = build_gfni();
 /// `NIBBLE[c] = [c * x for x in 0..16] ++ [c * (x << 4) for x in 0..16]`:
 /// the two 16-entry shuffle tables for the split-nibble (PSHUFB / TBL)
 /// multiplication method, since `c * x = c * (x & 15) ^ c * (x & 0xF0)`.
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) static NIBBLE: [[u8; 32]; 256] = build_nibble();
 
 /// Field multiplication.

@@ -354,10 +354,9 @@ impl Fec {
             let inv_row = &inv[a * m..(a + 1) * m];
             coeffs.extend_from_slice(inv_row);
             for &(p, _) in &primary {
-                let c = inv_row
-                    .iter()
-                    .zip(&parity)
-                    .fold(0u8, |acc, (&f, &(q, _))| acc ^ gf::mul(f, self.parity_row(q)[p]));
+                let c = inv_row.iter().zip(&parity).fold(0u8, |acc, (&f, &(q, _))| {
+                    acc ^ gf::mul(f, self.parity_row(q)[p])
+                });
                 coeffs.push(c);
             }
         }

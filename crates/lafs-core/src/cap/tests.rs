@@ -39,7 +39,10 @@ fn known_answer_ssk_from_brief() {
     assert_eq!(inner.writekey, [3u8; 16]);
     assert_eq!(inner.fingerprint, [4u8; 32]);
     assert_eq!(cap.to_string(), w);
-    assert_eq!(base32::encode(&inner.readkey()), "iosg2ayya4fhrlkfzsjqywrfaq");
+    assert_eq!(
+        base32::encode(&inner.readkey()),
+        "iosg2ayya4fhrlkfzsjqywrfaq"
+    );
     assert_eq!(si_b32(&cap), "am5coqpf2njzwdni7uj7haq6fm");
     let ro = cap.readonly().expect("has a read cap");
     assert_eq!(
@@ -137,7 +140,10 @@ fn known_answers_chk_extremes_and_dirs() {
         assert_eq!(d.kind(), "DIR2-CHK");
         assert_eq!(si_b32(&d), si);
         let dv = d.verifier().expect("verifier");
-        assert_eq!(dv.to_string(), format!("URI:DIR2-CHK-Verifier:{si}:{ueb}:{tail}"));
+        assert_eq!(
+            dv.to_string(),
+            format!("URI:DIR2-CHK-Verifier:{si}:{ueb}:{tail}")
+        );
         assert_eq!(dv.kind(), "DIR2-CHK-Verifier");
         // Stock's own get_verify_cap() of a DIR2-CHK-Verifier trips an assertion; ours is
         // a fixed point.
@@ -200,7 +206,12 @@ fn literal_caps() {
     assert_eq!(empty.to_string(), "URI:LIT:");
     assert_eq!(empty.size(), Some(0));
     let hello = parse("URI:LIT:nbswy3dp");
-    assert_eq!(hello, Cap::Lit(LitCap { data: b"hello".to_vec() }));
+    assert_eq!(
+        hello,
+        Cap::Lit(LitCap {
+            data: b"hello".to_vec()
+        })
+    );
     assert_eq!(hello.size(), Some(5));
     assert_eq!(hello.storage_index(), None);
     assert_eq!(hello.verifier(), None);
@@ -215,7 +226,9 @@ fn literal_caps() {
     assert_eq!(d.readonly().as_ref(), Some(&d));
     assert_eq!(d.size(), Some(5));
     assert_eq!(parse("URI:DIR2-LIT:").to_string(), "URI:DIR2-LIT:");
-    let Cap::Dir(dc) = &d else { panic!("not a dir") };
+    let Cap::Dir(dc) = &d else {
+        panic!("not a dir")
+    };
     assert_eq!(dc.filenode_cap(), &hello);
     // 1-byte and 2-byte data (non-multiple-of-5 lengths).
     assert_eq!(parse("URI:LIT:ae").size(), Some(1));
@@ -307,16 +320,31 @@ fn mdmf_extension_is_accepted_and_dropped() {
             err(&format!("URI:{kind}:{WK}:{FP}x")),
             CapError::Base32 {
                 field: "fingerprint",
-                problem: Base32Problem::WrongLength { expected: 52, found: 53 },
+                problem: Base32Problem::WrongLength {
+                    expected: 52,
+                    found: 53
+                },
                 ..
             }
         ));
     }
     // SSK kinds take no extension (stock: BadURIError).
-    for kind in ["SSK", "SSK-RO", "SSK-Verifier", "DIR2", "DIR2-RO", "DIR2-Verifier"] {
+    for kind in [
+        "SSK",
+        "SSK-RO",
+        "SSK-Verifier",
+        "DIR2",
+        "DIR2-RO",
+        "DIR2-Verifier",
+    ] {
         assert!(matches!(
             err(&format!("URI:{kind}:{WK}:{FP}:ext")),
-            CapError::FieldCount { expected: 2, exact: true, found: 3, .. }
+            CapError::FieldCount {
+                expected: 2,
+                exact: true,
+                found: 3,
+                ..
+            }
         ));
     }
 }
@@ -497,68 +525,123 @@ fn malformed_known_caps_are_errors() {
         // field counts
         (
             "URI:CHK:".into(),
-            E::FieldCount { kind: "CHK", expected: 5, exact: true, found: 0 },
+            E::FieldCount {
+                kind: "CHK",
+                expected: 5,
+                exact: true,
+                found: 0,
+            },
             "expected 5",
         ),
         (
             chk("3:10"),
-            E::FieldCount { kind: "CHK", expected: 5, exact: true, found: 4 },
+            E::FieldCount {
+                kind: "CHK",
+                expected: 5,
+                exact: true,
+                found: 4,
+            },
             "found 4",
         ),
         (
             chk("3:10:56:7"),
-            E::FieldCount { kind: "CHK", expected: 5, exact: true, found: 6 },
+            E::FieldCount {
+                kind: "CHK",
+                expected: 5,
+                exact: true,
+                found: 6,
+            },
             "found 6",
         ),
         (
             format!("URI:CHK-Verifier:{KEY}:{UEB}:3:10:56:more"),
-            E::FieldCount { kind: "CHK-Verifier", expected: 5, exact: true, found: 6 },
+            E::FieldCount {
+                kind: "CHK-Verifier",
+                expected: 5,
+                exact: true,
+                found: 6,
+            },
             "CHK-Verifier",
         ),
         (
             format!("URI:SSK:{WK}"),
-            E::FieldCount { kind: "SSK", expected: 2, exact: true, found: 1 },
+            E::FieldCount {
+                kind: "SSK",
+                expected: 2,
+                exact: true,
+                found: 1,
+            },
             "expected 2",
         ),
         (
             format!("URI:MDMF:{WK}"),
-            E::FieldCount { kind: "MDMF", expected: 2, exact: false, found: 1 },
+            E::FieldCount {
+                kind: "MDMF",
+                expected: 2,
+                exact: false,
+                found: 1,
+            },
             "at least 2",
         ),
         (
             "URI:DIR2:".into(),
-            E::FieldCount { kind: "DIR2", expected: 2, exact: true, found: 0 },
+            E::FieldCount {
+                kind: "DIR2",
+                expected: 2,
+                exact: true,
+                found: 0,
+            },
             "DIR2 cap",
         ),
         (
             "URI:DIR2-CHK:".into(),
-            E::FieldCount { kind: "DIR2-CHK", expected: 5, exact: true, found: 0 },
+            E::FieldCount {
+                kind: "DIR2-CHK",
+                expected: 5,
+                exact: true,
+                found: 0,
+            },
             "DIR2-CHK cap",
         ),
         // empty fields
         (
             "URI:CHK:::::".into(),
-            E::EmptyField { kind: "CHK", field: "key" },
+            E::EmptyField {
+                kind: "CHK",
+                field: "key",
+            },
             "key field is empty",
         ),
         (
             format!("URI:CHK:{KEY}:{UEB}::10:56"),
-            E::EmptyField { kind: "CHK", field: "needed shares (k)" },
+            E::EmptyField {
+                kind: "CHK",
+                field: "needed shares (k)",
+            },
             "needed shares (k) field is empty",
         ),
         (
             chk("3:10:"),
-            E::EmptyField { kind: "CHK", field: "size" },
+            E::EmptyField {
+                kind: "CHK",
+                field: "size",
+            },
             "size field is empty",
         ),
         (
             format!("URI:SSK:{WK}:"),
-            E::EmptyField { kind: "SSK", field: "fingerprint" },
+            E::EmptyField {
+                kind: "SSK",
+                field: "fingerprint",
+            },
             "fingerprint",
         ),
         (
             format!("URI:MDMF-RO::{FP}"),
-            E::EmptyField { kind: "MDMF-RO", field: "readkey" },
+            E::EmptyField {
+                kind: "MDMF-RO",
+                field: "readkey",
+            },
             "readkey",
         ),
         // base32
@@ -567,7 +650,10 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "CHK",
                 field: "key",
-                problem: P::BadCharacter { position: 0, character: None },
+                problem: P::BadCharacter {
+                    position: 0,
+                    character: None,
+                },
             },
             "invalid character at position 0",
         ),
@@ -576,13 +662,20 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "CHK",
                 field: "UEB hash",
-                problem: P::BadCharacter { position: 51, character: Some('1') },
+                problem: P::BadCharacter {
+                    position: 51,
+                    character: Some('1'),
+                },
             },
             "'1'",
         ),
         (
             format!("URI:CHK:{non_canonical_key}:{UEB}:3:10:56"),
-            E::Base32 { kind: "CHK", field: "key", problem: P::NonCanonical },
+            E::Base32 {
+                kind: "CHK",
+                field: "key",
+                problem: P::NonCanonical,
+            },
             "non-canonical",
         ),
         (
@@ -590,7 +683,10 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "CHK",
                 field: "key",
-                problem: P::WrongLength { expected: 26, found: 25 },
+                problem: P::WrongLength {
+                    expected: 26,
+                    found: 25,
+                },
             },
             "expected 26 characters, found 25",
         ),
@@ -599,7 +695,10 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "SSK-Verifier",
                 field: "fingerprint",
-                problem: P::WrongLength { expected: 52, found: 53 },
+                problem: P::WrongLength {
+                    expected: 52,
+                    found: 53,
+                },
             },
             "fingerprint",
         ),
@@ -608,7 +707,10 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "SSK-Verifier",
                 field: "fingerprint",
-                problem: P::WrongLength { expected: 52, found: 53 },
+                problem: P::WrongLength {
+                    expected: 52,
+                    found: 53,
+                },
             },
             "fingerprint",
         ),
@@ -617,26 +719,40 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "DIR2-Verifier",
                 field: "storage index",
-                problem: P::BadCharacter { position: 25, character: Some('=') },
+                problem: P::BadCharacter {
+                    position: 25,
+                    character: Some('='),
+                },
             },
             "storage index",
         ),
         (
             "URI:LIT:ab".into(),
-            E::Base32 { kind: "LIT", field: "data", problem: P::NonCanonical },
+            E::Base32 {
+                kind: "LIT",
+                field: "data",
+                problem: P::NonCanonical,
+            },
             "non-canonical",
         ),
         (
             "URI:LIT:a".into(),
-            E::Base32 { kind: "LIT", field: "data", problem: P::InvalidLength { found: 1 } },
-            "not a valid base32 length",
+            E::Base32 {
+                kind: "LIT",
+                field: "data",
+                problem: P::InvalidLength { found: 1 },
+            },
+            "invalid length (1 characters",
         ),
         (
             "URI:LIT:nbswy3dp:".into(),
             E::Base32 {
                 kind: "LIT",
                 field: "data",
-                problem: P::BadCharacter { position: 8, character: None },
+                problem: P::BadCharacter {
+                    position: 8,
+                    character: None,
+                },
             },
             "LIT cap: data field",
         ),
@@ -645,97 +761,174 @@ fn malformed_known_caps_are_errors() {
             E::Base32 {
                 kind: "DIR2-LIT",
                 field: "data",
-                problem: P::BadCharacter { position: 0, character: None },
+                problem: P::BadCharacter {
+                    position: 0,
+                    character: None,
+                },
             },
             "DIR2-LIT",
         ),
         // numbers
         (
             chk("3:10:56junk"),
-            E::NotDecimal { kind: "CHK", field: "size", position: 2 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "size",
+                position: 2,
+            },
             "size field is not a decimal number",
         ),
         (
             chk("3:10:56\n"),
-            E::NotDecimal { kind: "CHK", field: "size", position: 2 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "size",
+                position: 2,
+            },
             "size",
         ),
         (
             format!("URI:CHK-Verifier:{SI}:{UEB}:3:10:56junk"),
-            E::NotDecimal { kind: "CHK-Verifier", field: "size", position: 2 },
+            E::NotDecimal {
+                kind: "CHK-Verifier",
+                field: "size",
+                position: 2,
+            },
             "size",
         ),
         (
             chk("3:10:+56"),
-            E::NotDecimal { kind: "CHK", field: "size", position: 0 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "size",
+                position: 0,
+            },
             "position 0",
         ),
         (
             chk("3:10:-1"),
-            E::NotDecimal { kind: "CHK", field: "size", position: 0 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "size",
+                position: 0,
+            },
             "size",
         ),
         (
             chk(" 3:10:56"),
-            E::NotDecimal { kind: "CHK", field: "needed shares (k)", position: 0 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "needed shares (k)",
+                position: 0,
+            },
             "needed shares",
         ),
         (
             chk("3:0x10:56"),
-            E::NotDecimal { kind: "CHK", field: "total shares (N)", position: 1 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "total shares (N)",
+                position: 1,
+            },
             "total shares",
         ),
         (
             chk("3:10:٣"),
-            E::NotDecimal { kind: "CHK", field: "size", position: 0 },
+            E::NotDecimal {
+                kind: "CHK",
+                field: "size",
+                position: 0,
+            },
             "size",
         ),
         (
             chk("3:10:18446744073709551616"),
-            E::NumberTooLarge { kind: "CHK", field: "size", max: u64::MAX },
+            E::NumberTooLarge {
+                kind: "CHK",
+                field: "size",
+                max: u64::MAX,
+            },
             "too large",
         ),
         (
             chk("3:10:999999999999999999999999999"),
-            E::NumberTooLarge { kind: "CHK", field: "size", max: u64::MAX },
+            E::NumberTooLarge {
+                kind: "CHK",
+                field: "size",
+                max: u64::MAX,
+            },
             "size field is too large",
         ),
         (
             chk("3:65536:56"),
-            E::NumberTooLarge { kind: "CHK", field: "total shares (N)", max: 256 },
+            E::NumberTooLarge {
+                kind: "CHK",
+                field: "total shares (N)",
+                max: 256,
+            },
             "at most 256",
         ),
         (
             chk("99999999999999999999999:10:56"),
-            E::NumberTooLarge { kind: "CHK", field: "needed shares (k)", max: u64::MAX },
+            E::NumberTooLarge {
+                kind: "CHK",
+                field: "needed shares (k)",
+                max: u64::MAX,
+            },
             "too large",
         ),
         // share counts
-        (chk("0:10:56"), E::NeededSharesZero { kind: "CHK" }, "k) is 0"),
-        (chk("0:0:56"), E::NeededSharesZero { kind: "CHK" }, "at least 1"),
+        (
+            chk("0:10:56"),
+            E::NeededSharesZero { kind: "CHK" },
+            "k) is 0",
+        ),
+        (
+            chk("0:0:56"),
+            E::NeededSharesZero { kind: "CHK" },
+            "at least 1",
+        ),
         (
             chk("3:0:56"),
-            E::NeededExceedsTotal { kind: "CHK", needed: 3, total: 0 },
+            E::NeededExceedsTotal {
+                kind: "CHK",
+                needed: 3,
+                total: 0,
+            },
             "k=3) exceeds total shares (N=0)",
         ),
         (
             chk("11:10:56"),
-            E::NeededExceedsTotal { kind: "CHK", needed: 11, total: 10 },
+            E::NeededExceedsTotal {
+                kind: "CHK",
+                needed: 11,
+                total: 10,
+            },
             "exceeds",
         ),
         (
             chk("3:257:56"),
-            E::TooManyShares { kind: "CHK", total: 257 },
+            E::TooManyShares {
+                kind: "CHK",
+                total: 257,
+            },
             "N) is 257",
         ),
         (
             chk("3:300:56"),
-            E::TooManyShares { kind: "CHK", total: 300 },
+            E::TooManyShares {
+                kind: "CHK",
+                total: 300,
+            },
             "at most 256",
         ),
         (
             format!("URI:DIR2-CHK-Verifier:{SI}:{UEB}:4:3:56"),
-            E::NeededExceedsTotal { kind: "DIR2-CHK-Verifier", needed: 4, total: 3 },
+            E::NeededExceedsTotal {
+                kind: "DIR2-CHK-Verifier",
+                needed: 4,
+                total: 3,
+            },
             "DIR2-CHK-Verifier cap",
         ),
     ];
@@ -751,7 +944,10 @@ fn malformed_known_caps_are_errors() {
 #[test]
 fn the_max_share_counts_are_accepted() {
     let c = parse(&chk("256:256:56"));
-    assert_eq!((c.needed_shares(), c.total_shares()), (Some(256), Some(256)));
+    assert_eq!(
+        (c.needed_shares(), c.total_shares()),
+        (Some(256), Some(256))
+    );
     let c = parse(&chk("1:256:56"));
     assert_eq!((c.needed_shares(), c.total_shares()), (Some(1), Some(256)));
 }
@@ -814,12 +1010,18 @@ fn debug_never_shows_secrets() {
     // Unknown caps show only a label and a length.
     let u = parse("URI:NEW-KIND:supersecretstuff");
     let d = format!("{u:?}");
-    assert!(d.contains("URI:NEW-KIND") && !d.contains("supersecret"), "{d}");
+    assert!(
+        d.contains("URI:NEW-KIND") && !d.contains("supersecret"),
+        "{d}"
+    );
     let u = parse("mysecretkey:more");
     assert!(!format!("{u:?}").contains("mysecret"));
     let u = parse("ro.x-tahoe-future-foo:secretpart");
     let d = format!("{u:?}");
-    assert!(d.contains("ro.x-tahoe-future-foo") && !d.contains("secretpart"), "{d}");
+    assert!(
+        d.contains("ro.x-tahoe-future-foo") && !d.contains("secretpart"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -832,7 +1034,13 @@ fn struct_helpers_agree_with_cap_methods() {
     let r = w.readonly();
     assert_eq!(r.verifier(), w.verifier());
     assert_eq!(base32::encode(&r.storage_index()), SI);
-    assert_eq!(LitCap { data: vec![1, 2, 3] }.size(), 3);
+    assert_eq!(
+        LitCap {
+            data: vec![1, 2, 3]
+        }
+        .size(),
+        3
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -887,7 +1095,8 @@ fn file_cap() -> impl Strategy<Value = Cap> {
             _ => Cap::MdmfVerifier(v),
         }
     });
-    let lit = proptest::collection::vec(any::<u8>(), 0..80).prop_map(|data| Cap::Lit(LitCap { data }));
+    let lit =
+        proptest::collection::vec(any::<u8>(), 0..80).prop_map(|data| Cap::Lit(LitCap { data }));
     prop_oneof![chk, mutable, lit]
 }
 
@@ -911,7 +1120,13 @@ fn check_parse_is_stable(s: &str) {
         if let Cap::Unknown(u) = &c {
             assert_eq!(u, s);
         }
-        let _ = (c.kind(), c.storage_index(), c.readonly(), c.verifier(), format!("{c:?}"));
+        let _ = (
+            c.kind(),
+            c.storage_index(),
+            c.readonly(),
+            c.verifier(),
+            format!("{c:?}"),
+        );
     }
 }
 

@@ -89,8 +89,7 @@ impl ChkDecoder {
             return Err(bad("header sizes disagree with the URI extension block"));
         }
         let tree = crate::hashtree::tree_node_count(self.crypttext_tree.num_leaves()) as u64 * 32;
-        if l.block_hashes - l.crypttext_hash_tree < tree || l.share_hashes - l.block_hashes < tree
-        {
+        if l.block_hashes - l.crypttext_hash_tree < tree || l.share_hashes - l.block_hashes < tree {
             return Err(bad("hash tree areas are too small"));
         }
         Ok(())
@@ -169,7 +168,9 @@ impl ChkDecoder {
     /// Checks one block against share `shnum`'s verified block tree.
     pub fn verify_block(&mut self, shnum: u16, segment: u64, block: &[u8]) -> Result<(), ChkError> {
         if segment >= self.plan.num_segments {
-            return Err(ChkError::Usage(format!("segment {segment} is past the end")));
+            return Err(ChkError::Usage(format!(
+                "segment {segment} is past the end"
+            )));
         }
         if block.len() as u64 != self.plan.block_len(segment) {
             return Err(ChkError::BadShare {
@@ -343,21 +344,22 @@ pub fn decode_bytes(cap: &ChkCap, shares: &[(u16, &[u8])]) -> Result<Vec<u8>, Ch
             dec.add_share_hashes(v.shnum, &chain)?;
             let tree_len = l.block_hashes - l.crypttext_hash_tree;
             let blocks = v.hashes(l.block_hashes, l.block_hashes + tree_len, "block hash tree")?;
-            dec.add_block_hashes(v.shnum, &blocks)?;
-            if !have_crypttext_tree {
-                let ct = v.hashes(l.crypttext_hash_tree, l.block_hashes, "crypttext hash tree")?;
-                dec.add_crypttext_hashes(&ct)
-                    .map_err(|e| ChkError::BadShare {
-                        shnum: v.shnum,
-                        reason: e.to_string(),
-                    })?;
-                have_crypttext_tree = true;
-            }
-            Ok(())
+            dec.add_block_hashes(v.shnum, &blocks)
         });
         match result {
             Ok(()) => good.push(v),
             Err(e) => problems.push(e.to_string()),
+        }
+        // Every share carries a copy of the crypttext tree; the first copy that checks out
+        // against the UEB is used. A bad copy does not make the share's blocks unusable.
+        if !have_crypttext_tree {
+            let ct = v
+                .hashes(l.crypttext_hash_tree, l.block_hashes, "crypttext hash tree")
+                .and_then(|ct| dec.add_crypttext_hashes(&ct));
+            match ct {
+                Ok(()) => have_crypttext_tree = true,
+                Err(e) => problems.push(format!("share {}: {e}", v.shnum)),
+            }
         }
     }
     if !have_crypttext_tree {

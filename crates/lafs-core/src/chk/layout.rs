@@ -60,9 +60,8 @@ pub struct ShareLayout {
 impl ShareLayout {
     /// The layout a writer uses for a share with these sizes.
     pub fn new(block_size: u64, data_size: u64, num_segments: u64, num_share_hashes: u64) -> Self {
-        let tree = tree_node_count(usize::try_from(num_segments).unwrap_or(usize::MAX >> 1))
-            as u64
-            * 32;
+        let tree =
+            tree_node_count(usize::try_from(num_segments).unwrap_or(usize::MAX >> 1)) as u64 * 32;
         let build = |version: u32, header: u64| {
             let data = header;
             let plaintext_hash_tree = data + data_size;
@@ -93,7 +92,11 @@ impl ShareLayout {
 
     /// Header length for this version.
     pub fn header_len(&self) -> u64 {
-        if self.version == 1 { V1_HEADER_LEN } else { V2_HEADER_LEN }
+        if self.version == 1 {
+            V1_HEADER_LEN
+        } else {
+            V2_HEADER_LEN
+        }
     }
 
     /// Width of the UEB length prefix.
@@ -260,17 +263,26 @@ mod tests {
 
     #[test]
     fn rejects_bad_headers() {
-        assert_eq!(ShareLayout::parse(&[0, 0]), Err(LayoutError::Truncated("header")));
+        assert_eq!(
+            ShareLayout::parse(&[0, 0]),
+            Err(LayoutError::Truncated("header"))
+        );
         assert_eq!(
             ShareLayout::parse(&[0, 0, 0, 3, 0, 0]),
             Err(LayoutError::UnknownVersion(3))
         );
         let mut h = ShareLayout::new(19, 19, 1, 5).header_bytes();
         h[15] = 0x25; // data offset
-        assert!(matches!(ShareLayout::parse(&h), Err(LayoutError::Inconsistent(_))));
+        assert!(matches!(
+            ShareLayout::parse(&h),
+            Err(LayoutError::Inconsistent(_))
+        ));
         let mut h = ShareLayout::new(19, 19, 1, 5).header_bytes();
         h[35] = 0x01; // uri_extension before share_hashes
-        assert!(matches!(ShareLayout::parse(&h), Err(LayoutError::Inconsistent(_))));
+        assert!(matches!(
+            ShareLayout::parse(&h),
+            Err(LayoutError::Inconsistent(_))
+        ));
         assert!(parse_share_hash_chain(&[0; 35]).is_err());
     }
 }

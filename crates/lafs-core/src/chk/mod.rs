@@ -26,8 +26,8 @@ use crate::hashtree::{Hash, HashTree, needed_hashes_stock_order};
 use crate::hashutil::{
     TaggedHasher, block_hash, convergence_hasher, crypttext_segment_hash, tags, ueb_hash,
 };
-use layout::ShareLayout;
 use lafs_fec::{Fec, FecError};
+use layout::ShareLayout;
 use ueb::{Ueb, UebError};
 
 /// Files of at most this many bytes are stored in the cap itself (`URI:LIT:`).
@@ -61,10 +61,14 @@ impl EncodingParams {
     pub fn validate(&self) -> Result<(), ChkError> {
         let (k, n) = (self.needed_shares, self.total_shares);
         if k == 0 {
-            return Err(ChkError::BadParams("shares needed (k) must be at least 1".into()));
+            return Err(ChkError::BadParams(
+                "shares needed (k) must be at least 1".into(),
+            ));
         }
         if n > 256 {
-            return Err(ChkError::BadParams(format!("shares total (N={n}) must be at most 256")));
+            return Err(ChkError::BadParams(format!(
+                "shares total (N={n}) must be at most 256"
+            )));
         }
         if k > n {
             return Err(ChkError::BadParams(format!(
@@ -72,7 +76,9 @@ impl EncodingParams {
             )));
         }
         if self.max_segment_size == 0 {
-            return Err(ChkError::BadParams("maximum segment size must be at least 1".into()));
+            return Err(ChkError::BadParams(
+                "maximum segment size must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -181,7 +187,12 @@ impl Plan {
 
     /// The plan a UEB describes.
     pub fn from_ueb(ueb: &Ueb) -> Self {
-        Self::from_parts(ueb.needed_shares, ueb.total_shares, ueb.size, ueb.segment_size)
+        Self::from_parts(
+            ueb.needed_shares,
+            ueb.total_shares,
+            ueb.size,
+            ueb.segment_size,
+        )
     }
 
     fn from_parts(k: u16, n: u16, size: u64, segment_size: u64) -> Self {
@@ -212,12 +223,20 @@ impl Plan {
 
     /// Plaintext bytes in segment `index`.
     pub fn segment_len(&self, index: u64) -> u64 {
-        if index + 1 == self.num_segments { self.tail_size } else { self.segment_size }
+        if index + 1 == self.num_segments {
+            self.tail_size
+        } else {
+            self.segment_size
+        }
     }
 
     /// Block size of segment `index`.
     pub fn block_len(&self, index: u64) -> u64 {
-        if index + 1 == self.num_segments { self.tail_block_size } else { self.block_size }
+        if index + 1 == self.num_segments {
+            self.tail_block_size
+        } else {
+            self.block_size
+        }
     }
 
     /// Offset of block `index` within a share.

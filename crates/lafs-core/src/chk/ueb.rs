@@ -168,9 +168,10 @@ impl Ueb {
                     String::from_utf8(value.to_vec())
                         .map_err(|_| UebError::BadField("codec_name"))?,
                 )?,
-                b"codec_params" => {
-                    set(&mut codec_params, parse_codec_params(value, "codec_params")?)?
-                }
+                b"codec_params" => set(
+                    &mut codec_params,
+                    parse_codec_params(value, "codec_params")?,
+                )?,
                 b"tail_codec_params" => set(
                     &mut tail_codec_params,
                     parse_codec_params(value, "tail_codec_params")?,
@@ -278,10 +279,16 @@ mod tests {
         assert_eq!(Ueb::parse(&dup), Err(UebError::Malformed("duplicate key")));
         let mut bad = sample();
         bad.num_segments = 2;
-        assert!(matches!(Ueb::parse(&bad.pack()), Err(UebError::Inconsistent(_))));
+        assert!(matches!(
+            Ueb::parse(&bad.pack()),
+            Err(UebError::Inconsistent(_))
+        ));
         let mut bad = sample();
         bad.needed_shares = 11;
-        assert!(matches!(Ueb::parse(&bad.pack()), Err(UebError::Inconsistent(_))));
+        assert!(matches!(
+            Ueb::parse(&bad.pack()),
+            Err(UebError::Inconsistent(_))
+        ));
         let s = String::from_utf8_lossy(&good).replace("size:2:56", "size:2:5x");
         assert_eq!(Ueb::parse(s.as_bytes()), Err(UebError::BadField("size")));
         // unknown keys are tolerated

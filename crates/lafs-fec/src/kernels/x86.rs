@@ -98,23 +98,65 @@ pub(super) fn gfni_avx512_mul_matrix(coeffs: &[u8], inputs: &[&[u8]], outputs: &
     let consts = build_groups!(groups, coeffs, k, &GFNI_MATRIX,
         [1 => R1, 2 => R2, 3 => R3, 4 => R4, 5 => R5, 6 => R6, 7 => R7, 8 => R8]);
     let tile = tile_width(k, groups.len(), len);
+    // Streaming (non-temporal) stores for outputs too big to stay in cache,
+    // if every output has the same alignment: the main loop then starts at
+    // the first 64-byte-aligned output position.
+    let misalign = outputs[0].as_ptr() as usize % 64;
+    let stream = len * outputs.len() >= stream_threshold()
+        && outputs.iter().all(|o| o.as_ptr() as usize % 64 == misalign);
     let mut start = 0;
+    if stream {
+        let head = ((64 - misalign) % 64).min(len);
+        run_groups_512::<false>(&groups, &consts, inputs, outputs, 0, head);
+        start = head;
+    }
     while start < len {
         let end = (start + tile).min(len);
-        for (&(row0, r), g) in groups.iter().zip(&consts) {
-            let outs = &mut outputs[row0..row0 + r];
-            match g {
-                Group::R1(m) => group_512(m, inputs, outs, start, end),
-                Group::R2(m) => group_512(m, inputs, outs, start, end),
-                Group::R3(m) => group_512(m, inputs, outs, start, end),
-                Group::R4(m) => group_512(m, inputs, outs, start, end),
-                Group::R5(m) => group_512(m, inputs, outs, start, end),
-                Group::R6(m) => group_512(m, inputs, outs, start, end),
-                Group::R7(m) => group_512(m, inputs, outs, start, end),
-                Group::R8(m) => group_512(m, inputs, outs, start, end),
-            }
+        if stream {
+            run_groups_512::<true>(&groups, &consts, inputs, outputs, start, end);
+        } else {
+            run_groups_512::<false>(&groups, &consts, inputs, outputs, start, end);
         }
         start = end;
+    }
+    if stream {
+        // Order the weakly-ordered streaming stores before anything the
+        // caller does next (e.g. publishing the buffers to another thread).
+        _mm_sfence();
+    }
+}
+
+fn stream_threshold() -> usize {
+    static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("LAFS_FEC_NT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX)
+    })
+}
+
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn run_groups_512<const NT: bool>(
+    groups: &[(usize, usize)],
+    consts: &[Group512],
+    inputs: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    start: usize,
+    end: usize,
+) {
+    for (&(row0, r), g) in groups.iter().zip(consts) {
+        let outs = &mut outputs[row0..row0 + r];
+        match g {
+            Group512::R1(m) => group_512::<1, NT>(m, inputs, outs, start, end),
+            Group512::R2(m) => group_512::<2, NT>(m, inputs, outs, start, end),
+            Group512::R3(m) => group_512::<3, NT>(m, inputs, outs, start, end),
+            Group512::R4(m) => group_512::<4, NT>(m, inputs, outs, start, end),
+            Group512::R5(m) => group_512::<5, NT>(m, inputs, outs, start, end),
+            Group512::R6(m) => group_512::<6, NT>(m, inputs, outs, start, end),
+            Group512::R7(m) => group_512::<7, NT>(m, inputs, outs, start, end),
+            Group512::R8(m) => group_512::<8, NT>(m, inputs, outs, start, end),
+        }
     }
 }
 
@@ -122,7 +164,7 @@ pub(super) fn gfni_avx512_mul_matrix(coeffs: &[u8], inputs: &[&[u8]], outputs: &
 /// `R` rows of one group, 128 bytes per step, masked loads/stores for the
 /// tail.
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
-fn group_512<const R: usize>(
+fn group_512<const R: usize, const NT: bool>(
     mats: &[[u64; R]],
     inputs: &[&[u8]],
     outs: &mut [&mut [u8]],
@@ -133,21 +175,29 @@ fn group_512<const R: usize>(
     let outp: [*mut u8; R] = core::array::from_fn(|i| outs[i].as_mut_ptr());
     let (first_in, rest_in) = (inputs[0], &inputs[1..]);
     let (first_m, rest_m) = (&mats[0], &mats[1..]);
-    let mul = |x: __m512i, m: u64| _mm512_gf2p8affine_epi64_epi8::<0>(x, _mm512_set1_epi64(m as i64));
+    let mul =
+        |x: __m512i, m: u64| _mm512_gf2p8affine_epi64_epi8::<0>(x, _mm512_set1_epi64(m as i64));
 
     let mut pos = start;
     while pos + 128 <= end {
         // SAFETY: pos + 128 <= end <= first_in.len() (checked above).
         let (x0, x1) = unsafe {
             let p = first_in.as_ptr().add(pos);
-            (_mm512_loadu_si512(p.cast()), _mm512_loadu_si512(p.add(64).cast()))
+            (
+                _mm512_loadu_si512(p.cast()),
+                _mm512_loadu_si512(p.add(64).cast()),
+            )
         };
-        let mut acc: [[__m512i; 2]; R] = core::array::from_fn(|i| [mul(x0, first_m[i]), mul(x1, first_m[i])]);
+        let mut acc: [[__m512i; 2]; R] =
+            core::array::from_fn(|i| [mul(x0, first_m[i]), mul(x1, first_m[i])]);
         for (inp, m) in rest_in.iter().zip(rest_m) {
             // SAFETY: pos + 128 <= end <= inp.len() (checked above).
             let (x0, x1) = unsafe {
                 let p = inp.as_ptr().add(pos);
-                (_mm512_loadu_si512(p.cast()), _mm512_loadu_si512(p.add(64).cast()))
+                (
+                    _mm512_loadu_si512(p.cast()),
+                    _mm512_loadu_si512(p.add(64).cast()),
+                )
             };
             for i in 0..R {
                 acc[i][0] = _mm512_xor_si512(acc[i][0], mul(x0, m[i]));
@@ -159,8 +209,13 @@ fn group_512<const R: usize>(
             // outp[i] points into the exclusively borrowed outs[i].
             unsafe {
                 let p = outp[i].add(pos);
-                _mm512_storeu_si512(p.cast(), acc[i][0]);
-                _mm512_storeu_si512(p.add(64).cast(), acc[i][1]);
+                if NT {
+                    _mm512_stream_si512(p.cast(), acc[i][0]);
+                    _mm512_stream_si512(p.add(64).cast(), acc[i][1]);
+                } else {
+                    _mm512_storeu_si512(p.cast(), acc[i][0]);
+                    _mm512_storeu_si512(p.add(64).cast(), acc[i][1]);
+                }
             }
         }
         pos += 128;
@@ -212,7 +267,8 @@ pub(super) fn gfni_avx2_mul_matrix(coeffs: &[u8], inputs: &[&[u8]], outputs: &mu
     let k = inputs.len();
     let len = outputs[0].len();
     let groups = row_groups(outputs.len(), MAX_ROWS_256);
-    let consts = build_groups!(groups, coeffs, k, &GFNI_MATRIX, [1 => R1, 2 => R2, 3 => R3, 4 => R4]);
+    let consts =
+        build_groups!(groups, coeffs, k, &GFNI_MATRIX, [1 => R1, 2 => R2, 3 => R3, 4 => R4]);
     let tile = tile_width(k, groups.len(), len);
     let mut start = 0;
     while start < len {
@@ -247,21 +303,29 @@ fn group_gfni_256<const R: usize>(
     let outp: [*mut u8; R] = core::array::from_fn(|i| outs[i].as_mut_ptr());
     let (first_in, rest_in) = (inputs[0], &inputs[1..]);
     let (first_m, rest_m) = (&mats[0], &mats[1..]);
-    let mul = |x: __m256i, m: u64| _mm256_gf2p8affine_epi64_epi8::<0>(x, _mm256_set1_epi64x(m as i64));
+    let mul =
+        |x: __m256i, m: u64| _mm256_gf2p8affine_epi64_epi8::<0>(x, _mm256_set1_epi64x(m as i64));
 
     let mut pos = start;
     while pos + 64 <= end {
         // SAFETY: pos + 64 <= end <= first_in.len() (checked above).
         let (x0, x1) = unsafe {
             let p = first_in.as_ptr().add(pos);
-            (_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast()))
+            (
+                _mm256_loadu_si256(p.cast()),
+                _mm256_loadu_si256(p.add(32).cast()),
+            )
         };
-        let mut acc: [[__m256i; 2]; R] = core::array::from_fn(|i| [mul(x0, first_m[i]), mul(x1, first_m[i])]);
+        let mut acc: [[__m256i; 2]; R] =
+            core::array::from_fn(|i| [mul(x0, first_m[i]), mul(x1, first_m[i])]);
         for (inp, m) in rest_in.iter().zip(rest_m) {
             // SAFETY: pos + 64 <= end <= inp.len() (checked above).
             let (x0, x1) = unsafe {
                 let p = inp.as_ptr().add(pos);
-                (_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast()))
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    _mm256_loadu_si256(p.add(32).cast()),
+                )
             };
             for i in 0..R {
                 acc[i][0] = _mm256_xor_si256(acc[i][0], mul(x0, m[i]));
@@ -383,7 +447,10 @@ fn group_avx2<const R: usize>(
             // SAFETY: pos + 64 <= end <= inp.len() (checked above).
             let (x0, x1) = unsafe {
                 let p = inp.as_ptr().add(pos);
-                (_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast()))
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    _mm256_loadu_si256(p.add(32).cast()),
+                )
             };
             let (l0, h0) = nibbles(x0);
             let (l1, h1) = nibbles(x1);
