@@ -1,5 +1,7 @@
 //! The `lafs` binary, run as a user would: exit statuses, output formats, error lines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;

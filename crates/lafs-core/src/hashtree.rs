@@ -105,10 +105,10 @@ pub fn python_small_int_set_order(items: &[usize]) -> Vec<usize> {
             } else {
                 0
             };
-            for j in i..=i + probes {
-                match table[j] {
+            for slot in &mut table[i..=i + probes] {
+                match *slot {
                     None => {
-                        table[j] = Some(key);
+                        *slot = Some(key);
                         return true;
                     }
                     Some(k) if k == key => return false,
@@ -469,14 +469,14 @@ mod tests {
         for n in 1..20usize {
             let leaves: Vec<Hash> = (0..n as u8).map(leaf).collect();
             let full = HashTree::new(&leaves);
-            for l in 0..n {
+            for (l, leaf_hash) in leaves.iter().enumerate() {
                 let mut t = IncompleteHashTree::new(n);
                 t.set_root(full.root()).unwrap();
                 let hashes: Vec<(usize, Hash)> = needed_hashes_stock_order(n, l, false)
                     .into_iter()
                     .map(|i| (i, full.nodes()[i]))
                     .collect();
-                t.set_hashes(&hashes, &[(l, leaves[l])]).unwrap();
+                t.set_hashes(&hashes, &[(l, *leaf_hash)]).unwrap();
             }
         }
     }

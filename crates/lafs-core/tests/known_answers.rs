@@ -1,5 +1,7 @@
 //! Every case of `shared/vectors/chk-known-answers.json` (produced by stock Tahoe 1.20).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use lafs_core::base32;
 use lafs_core::cap::Cap;
 use lafs_core::chk::{EncodingParams, decode_bytes, encode_bytes, layout::ShareLayout};

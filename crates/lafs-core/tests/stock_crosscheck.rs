@@ -20,6 +20,8 @@
 //! - `LAFS_CROSSCHECK_KEEP`: keep the temporary directory (plaintexts, manifest, stock
 //!   shares) and print its path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use lafs_core::cap::{Cap, ChkCap};
 use lafs_core::chk::{EncodingParams, decode_bytes, encode_bytes};
 use serde_json::{Value, json};

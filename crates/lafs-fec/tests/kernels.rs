@@ -79,8 +79,8 @@ proptest! {
         // Random subset of k share numbers in random order (partial
         // Fisher–Yates driven by `picks`).
         let mut nums: Vec<usize> = (0..n).collect();
-        for i in 0..k {
-            let j = i + picks[i].index(n - i);
+        for (i, pick) in picks.iter().enumerate().take(k) {
+            let j = i + pick.index(n - i);
             nums.swap(i, j);
         }
         let chosen: Vec<(usize, Vec<u8>)> =
@@ -161,5 +161,38 @@ fn default_kernel_is_available() {
     assert_eq!(kernels.last(), Some(&"scalar"));
     if std::env::var_os("LAFS_FEC_KERNEL").is_none() {
         assert_eq!(fec.kernel_name(), kernels[0]);
+    }
+}
+
+/// Outputs large enough for the streaming-store path, at every alignment:
+/// all outputs equally misaligned (streaming with a peeled head) and
+/// differently misaligned (regular stores).
+#[test]
+fn large_outputs_at_all_alignments() {
+    let (k, n, len) = (3usize, 10usize, 80_001usize);
+    let data = random_blocks(99, k, len);
+    let reference = encode(&Fec::with_kernel(k, n, "scalar").unwrap(), &data);
+    let data_refs = common::refs(&data);
+    for kernel in available_kernels() {
+        let fec = Fec::with_kernel(k, n, kernel).unwrap();
+        for offset in (0..64).step_by(7).chain([1, 32, 63]) {
+            for mixed in [false, true] {
+                let mut bufs: Vec<Vec<u8>> = (0..n - k).map(|_| vec![0xEEu8; len + 64]).collect();
+                let mut outs: Vec<&mut [u8]> = bufs
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        // Align each slice to 64 within its buffer, then shift.
+                        let base = b.as_ptr().align_offset(64);
+                        let o = (base + offset + if mixed { i * 5 } else { 0 }) % 64;
+                        &mut b[o..o + len]
+                    })
+                    .collect();
+                fec.encode(&data_refs, &mut outs).unwrap();
+                for (o, r) in outs.iter().zip(&reference) {
+                    assert!(**o == r[..], "{kernel} offset {offset} mixed {mixed}");
+                }
+            }
+        }
     }
 }

@@ -184,9 +184,9 @@ impl ShareLayout {
         {
             return Err(I("offsets out of order"));
         }
-        if (l.block_hashes - l.crypttext_hash_tree) % 32 != 0
-            || (l.share_hashes - l.block_hashes) % 32 != 0
-            || (l.uri_extension - l.share_hashes) % SHARE_HASH_ENTRY_LEN != 0
+        if !(l.block_hashes - l.crypttext_hash_tree).is_multiple_of(32)
+            || !(l.share_hashes - l.block_hashes).is_multiple_of(32)
+            || !(l.uri_extension - l.share_hashes).is_multiple_of(SHARE_HASH_ENTRY_LEN)
         {
             return Err(I("hash areas are not whole hashes"));
         }
@@ -207,7 +207,7 @@ pub fn pack_share_hash_chain(entries: &[(usize, Hash)]) -> Vec<u8> {
 
 /// Parses a share hash chain (entries in any order).
 pub fn parse_share_hash_chain(data: &[u8]) -> Result<Vec<(usize, Hash)>, LayoutError> {
-    if data.len() % SHARE_HASH_ENTRY_LEN as usize != 0 {
+    if !data.len().is_multiple_of(SHARE_HASH_ENTRY_LEN as usize) {
         return Err(LayoutError::Inconsistent("share hash chain length"));
     }
     Ok(data
@@ -222,7 +222,7 @@ pub fn parse_share_hash_chain(data: &[u8]) -> Result<Vec<(usize, Hash)>, LayoutE
 
 /// Parses a run of 32-byte hashes.
 pub fn parse_hashes(data: &[u8]) -> Result<Vec<Hash>, LayoutError> {
-    if data.len() % 32 != 0 {
+    if !data.len().is_multiple_of(32) {
         return Err(LayoutError::Inconsistent("hash area is not whole hashes"));
     }
     Ok(data

@@ -225,7 +225,7 @@ impl Ueb {
         if self.codec_params != (self.segment_size, k, n) {
             return Err(I("codec_params disagree with segment_size or share counts"));
         }
-        if self.segment_size == 0 || self.segment_size % u64::from(k) != 0 {
+        if self.segment_size == 0 || !self.segment_size.is_multiple_of(u64::from(k)) {
             return Err(I("segment_size is not a positive multiple of k"));
         }
         if self.num_segments != self.size.div_ceil(self.segment_size) {

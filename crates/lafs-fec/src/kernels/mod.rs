@@ -213,7 +213,10 @@ impl Kernel {
             // `Impl::detected` confirmed AVX-512F, AVX-512BW and GFNI.
             Impl::GfniAvx512 => unsafe { x86::gfni_avx512_mul_matrix(coeffs, inputs, outputs) },
             #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-            Impl::Neon => neon::mul_matrix(coeffs, inputs, outputs),
+            // SAFETY: this variant only exists when NEON is enabled at
+            // compile time for the target (see its `cfg`), so every CPU
+            // this binary runs on has it.
+            Impl::Neon => unsafe { neon::mul_matrix(coeffs, inputs, outputs) },
         }
     }
 }

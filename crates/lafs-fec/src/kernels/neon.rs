@@ -24,6 +24,7 @@ const MAX_ROWS: usize = 4;
 /// NEON implementation of [`super::Kernel::mul_matrix`]; the caller has
 /// checked that all slices have the same non-zero length, that `inputs` is
 /// non-empty and that `coeffs.len() == outputs.len() * inputs.len()`.
+#[target_feature(enable = "neon")]
 pub(super) fn mul_matrix(coeffs: &[u8], inputs: &[&[u8]], outputs: &mut [&mut [u8]]) {
     let k = inputs.len();
     let len = outputs[0].len();
@@ -50,6 +51,7 @@ pub(super) fn mul_matrix(coeffs: &[u8], inputs: &[&[u8]], outputs: &mut [&mut [u
 /// Computes positions `start..` (in 32- then 16-byte steps) of the `R` rows
 /// whose coefficients are `rows` (row-major `R × k`); returns where it
 /// stopped (the caller handles the `< 16` remaining bytes).
+#[target_feature(enable = "neon")]
 fn group<const R: usize>(
     rows: &[u8],
     inputs: &[&[u8]],
