@@ -290,6 +290,28 @@ mod tests {
         assert_eq!(seen.iter().filter(|&&s| s).count(), 255);
     }
 
+    /// Emulates `GF2P8AFFINEQB` (as specified by Intel) and the split-nibble
+    /// lookup in software, so the table layouts are checked on any CPU.
+    #[test]
+    fn gfni_matrices_and_nibble_tables_multiply() {
+        for c in 0..=255u8 {
+            let m = GFNI_MATRIX[c as usize];
+            let t = &NIBBLE[c as usize];
+            for x in 0..=255u8 {
+                let mut r = 0u8;
+                for i in 0..8 {
+                    let row = (m >> ((7 - i) * 8)) as u8;
+                    if (row & x).count_ones() % 2 == 1 {
+                        r |= 1 << i;
+                    }
+                }
+                assert_eq!(r, mul(c, x), "affine c={c} x={x}");
+                let nib = t[(x & 15) as usize] ^ t[16 + (x >> 4) as usize];
+                assert_eq!(nib, mul(c, x), "nibble c={c} x={x}");
+            }
+        }
+    }
+
     #[test]
     fn vandermonde_inverse_matches_gauss_jordan() {
         for k in 1..=20usize {

@@ -43,6 +43,18 @@
 //! [`Fec::with_kernel`] selects a kernel explicitly and returns an error if
 //! it is unavailable.
 //!
+//! # Performance notes
+//!
+//! For each group of output rows, the SIMD kernels read each input vector
+//! once, accumulate all `k` products in registers and store each output
+//! vector once. On x86-64, when the outputs of one call total 512 KiB or
+//! more and all output slices have the same alignment modulo 64, they are
+//! written with non-temporal (streaming) stores: 1.3–2× faster for 1 MiB
+//! segments on the development machine, at the price of the outputs not
+//! being in cache afterwards. Run `cargo bench -p lafs-fec` for numbers on your
+//! machine (`LAFS_FEC_KERNEL` does not affect the benchmark, which runs
+//! every available kernel).
+//!
 //! # Example
 //!
 //! ```
@@ -453,11 +465,33 @@ mod tests {
     }
 
     #[test]
-    fn encoding_matrix_k3_n5() {
-        let f = Fec::with_kernel(3, 5, "scalar").unwrap();
-        // Parity row 3 applied to unit vectors gives the matrix columns;
-        // checked indirectly by the known-answer tests too.
-        assert_eq!(f.parity_matrix.len(), 2 * 3);
+    fn parity_matrix_is_mds_for_small_codes() {
+        // Every square submatrix formed by parity rows and data columns must
+        // be invertible for the code to be MDS (any k shares decode).
+        for n in 2..=8usize {
+            for k in 1..n {
+                let f = Fec::with_kernel(k, n, "scalar").unwrap();
+                let rows = n - k;
+                for rmask in 1u32..(1 << rows) {
+                    for cmask in 1u32..(1 << k) {
+                        if rmask.count_ones() != cmask.count_ones() {
+                            continue;
+                        }
+                        let m = rmask.count_ones() as usize;
+                        let sub: Vec<u8> = (0..rows)
+                            .filter(|r| rmask & (1 << r) != 0)
+                            .flat_map(|r| {
+                                let row = f.parity_row(k + r);
+                                (0..k)
+                                    .filter(move |c| cmask & (1 << c) != 0)
+                                    .map(move |c| row[c])
+                            })
+                            .collect();
+                        assert!(gf::invert_matrix(&sub, m).is_some(), "k={k} n={n}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, u64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Every kernel's parity equals the scalar kernel's.
     #[test]

@@ -12,7 +12,14 @@
 //! 2. the raw-pointer SIMD loads and stores of `core::arch` — every one of
 //!    them is preceded by explicit bounds checks (`assert!`s at the top of the
 //!    function that performs them) that make the accessed range provably
-//!    in bounds.
+//!    in bounds; for streaming (non-temporal) stores, which must be aligned,
+//!    the alignment is asserted the same way. The only raw pointers are
+//!    derived from the slices being processed (or from small constant
+//!    tables), and output pointers only from `&mut` slices, so nothing else
+//!    can alias them.
+//!
+//! Nothing else in the crate is `unsafe`: argument validation, matrix
+//! construction and inversion, and the scalar kernel are safe code.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment
 //! (`clippy::undocumented_unsafe_blocks` is enabled here).
@@ -24,10 +31,11 @@
 //! multiplication) by property tests over random matrices, random `k`/`n`
 //! and lengths chosen to hit every vector-width boundary and tail path
 //! (0, 1, 31, 32, 33, 63, 64, 65, 127, 128, 129, odd sizes, and lengths
-//! spanning several cache tiles). See `tests/kernels.rs` and the unit tests
-//! of this crate. The NEON kernel is compiled only on aarch64 and has not
-//! been run by the authors (no aarch64 hardware was available); it shares
-//! its table layout with the tested AVX2 kernel.
+//! spanning several cache tiles, with outputs at every alignment so that
+//! the streaming-store path and its unaligned head are covered). See
+//! `tests/kernels.rs`, `tests/known_answers.rs` and `tests/zfec_python.rs`.
+//! The NEON kernel is compiled only on aarch64; it was tested under QEMU
+//! user-mode emulation, not on real hardware (see its module docs).
 //!
 //! # The operation
 //!

@@ -25,10 +25,11 @@ use super::scalar::mul_matrix_range;
 use super::{row_groups, tile_width};
 use crate::gf::{GFNI_MATRIX, NIBBLE};
 
-/// Minimum total output size (bytes) for streaming stores. Measured on a
-/// Sapphire Rapids–class core: neutral for 128 KiB–512 KiB outputs,
-/// +30–50 % for 1 MiB+ outputs (3-of-10 and 10-of-14 with 1 MiB segments).
-/// Smaller outputs keep regular stores so that callers find them in cache.
+/// Minimum total output size (bytes) for streaming stores. Measured on the
+/// development machine (Xeon with AVX-512 and GFNI, 2 MiB L2 per core):
+/// neutral for 128 KiB–512 KiB outputs, +30–50 % for outputs of 1 MiB and
+/// more (3-of-10 encode and decode with 1 MiB segments). Smaller outputs
+/// keep regular stores so that callers find them in cache.
 const STREAM_MIN_OUTPUT: usize = 512 * 1024;
 
 /// Checks the preconditions every `group_*` function relies on for the
