@@ -5,6 +5,7 @@
 
 mod cap_cmd;
 mod error;
+mod node_cmd;
 mod put;
 mod size;
 
@@ -36,6 +37,13 @@ enum Command {
     /// Inspect and transform capability strings.
     #[command(subcommand)]
     Cap(cap_cmd::CapCommand),
+    /// Create a node directory (client, storage server, or both).
+    Init(node_cmd::InitArgs),
+    /// Run a node in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly).
+    Run(node_cmd::RunArgs),
+    /// Storage server tools.
+    #[command(subcommand)]
+    Storage(node_cmd::StorageCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Put(args) => put::run(&args, cli.node_directory.as_deref()),
         Command::Cap(cmd) => cap_cmd::run(&cmd),
+        Command::Init(args) => node_cmd::run_init(&args),
+        Command::Run(args) => node_cmd::run_node(
+            &args
+                .dir
+                .unwrap_or_else(|| node_cmd::default_dir(cli.node_directory.as_deref())),
+        ),
+        Command::Storage(node_cmd::StorageCommand::Announcement { dir }) => {
+            node_cmd::run_announcement(
+                &dir.unwrap_or_else(|| node_cmd::default_dir(cli.node_directory.as_deref())),
+            )
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

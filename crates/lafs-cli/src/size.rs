@@ -1,42 +1,41 @@
-//! Human sizes: `1048576`, `128KiB`, `5GB`, `100MiB`, `1.5G`.
+//! Human sizes with Tahoe's rules (`parse_abbreviated_size`): `1048576`, `128KiB`, `5GB`,
+//! `100MiB`, `1G`. K, M, G, T, P, E (optionally followed by B) are powers of 1000; KiB, MiB,
+//! GiB, TiB, PiB, EiB are powers of 1024. Case-insensitive; a space before the unit is allowed.
 
-/// Parses a byte count with an optional SI (kB, MB, GB, TB: powers of 1000) or IEC (KiB, MiB,
-/// GiB, TiB: powers of 1024) suffix; `K`, `M`, `G`, `T` alone are powers of 1024.
+/// Parses a byte count.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let unit = unit.trim();
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?}")),
-    };
     if num.is_empty() {
-        return Err(format!("invalid size {s:?}: no number"));
+        return Err(format!(
+            "invalid size {s:?}: expected a number like 100MiB or 5GB"
+        ));
     }
-    if let Ok(n) = num.parse::<u64>() {
-        return n
-            .checked_mul(mult)
-            .ok_or_else(|| format!("invalid size {s:?}: too large"));
+    let mut unit = unit.trim().to_ascii_uppercase();
+    if unit.ends_with('B') {
+        unit.pop();
     }
-    let f: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: not a number"))?;
-    let v = (f * mult as f64).round();
-    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
-        return Err(format!("invalid size {s:?}: too large"));
-    }
-    Ok(v as u64)
+    let mult: u64 = match unit.as_str() {
+        "" | "I" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        "KI" => 1 << 10,
+        "MI" => 1 << 20,
+        "GI" => 1 << 30,
+        "TI" => 1 << 40,
+        "PI" => 1 << 50,
+        "EI" => 1 << 60,
+        _ => return Err(format!("invalid size {s:?}: unknown unit")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 #[cfg(test)]
@@ -44,19 +43,21 @@ mod tests {
     use super::parse_size;
 
     #[test]
-    fn sizes() {
+    fn sizes_follow_tahoe() {
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("128KiB"), Ok(128 << 10));
         assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
         assert_eq!(parse_size("100MiB"), Ok(100 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_size("1k"), Ok(1000));
         assert_eq!(parse_size("2 kb"), Ok(2000));
+        assert_eq!(parse_size("7B"), Ok(7));
         assert!(parse_size("").is_err());
         assert!(parse_size("12XB").is_err());
         assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1.5G").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("20000000TiB").is_err());
-        assert!(parse_size("1.2.3").is_err());
     }
 }

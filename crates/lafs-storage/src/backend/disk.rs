@@ -1,0 +1,534 @@
+//! Shares on a local filesystem, in stock Tahoe-LAFS's layout and container formats.
+//!
+//! # Goals
+//! - **A stock server can take the directory back, and we can take stock's.** Layout
+//!   `storage/shares/<si[:2]>/<si>/<shnum>` (base32 storage index, decimal share number),
+//!   uploads staged at `storage/shares/incoming/<si[:2]>/<si>/<shnum>`; containers exactly as
+//!   stock 1.20 writes them (see [`container`](self::container) for the byte layouts).
+//!   Verified against stock 1.20 (its `StorageServer`, `BucketWriter`, `ShareFile` and
+//!   `MutableShareFile` run from a virtualenv; `tests/backend_conformance.rs`):
+//!   - new immutable shares are **version 2** containers (`>LLL` = 2, min(2^32-1, allocated
+//!     size), lease count) with data at 0x0c and 72-byte lease records at the end (v2 stores
+//!     blake2b hashes of the lease secrets; v1 stores them in clear; same sizes). Stock writes
+//!     the header at allocation with the *allocated* size, adds its lease right after the
+//!     allocated region, and never touches the header at completion, so a stock share whose
+//!     client wrote less than it allocated serves the allocated length (zero-filled).
+//!   - new mutable shares are **version 2** containers (magic `Tahoe mutable container v2\n`
+//!     + `c3 55 21 99 25`), data at 468, the extra-lease block (a u32 count) right after the
+//!     data.
+//!   - lafs writes the same containers **without leases** (lease count 0, empty lease
+//!     slots): leases live only in the lease database. It never writes an immutable container
+//!     larger than the data written: at commit the file holds exactly the bytes up to the
+//!     highest byte written, and the header's size field is set to that length, so the
+//!     served share length is what the client wrote, for lafs and for stock alike.
+//!   - reading accepts immutable v1 and v2 and mutable v1 and v2, ignoring leases (share
+//!     data length = file size - 0x0c - 72 * lease count for immutable shares; the header's
+//!     data length for mutable ones). Leases already in stock containers are preserved when
+//!     lafs modifies a mutable share.
+//! - **Durability.** An immutable share is visible only after `commit`, and durable when it
+//!   returns: fsync the staged file, create (and fsync the parents of) the share directories,
+//!   rename without replacing (`renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`), fsync the
+//!   share directory. A crash before the rename leaves only a staged file, which
+//!   [`Backend::clean_incoming`] removes at start (stock does the same). Mutable writes: see
+//!   [`mutable`](self::mutable): new shares and small shares (container up to
+//!   [`DEFAULT_MUTABLE_REWRITE_LIMIT`]) are rewritten atomically (temp file, fsync, rename,
+//!   fsync directory); larger ones are written in place with ordered fsyncs.
+//! - **Safety.** Paths are only built from a [`StorageIndex`]'s base32 and a numeric share
+//!   number. Listing accepts only canonical names (lower-case base32 under the matching
+//!   prefix, canonical decimal share numbers), skips symlinks and non-directories, and share
+//!   files are opened with `O_NOFOLLOW`.
+//! - **Never block the runtime, never hold a share in memory.** Every filesystem call runs
+//!   on tokio's blocking pool; reads read only the requested (clipped) range; mutable
+//!   rewrites copy with `copy_file_range` where available.
+//!
+//! # Non-goals
+//! - Leases in containers (never written), the write-enabler check (the server's), test
+//!   vectors (the server evaluates them before calling [`Backend::write_mutable`]),
+//!   detection of conflicting immutable overwrites (the server tracks written ranges; here
+//!   the last write wins).
+//! - Windows: this backend uses Unix positional I/O and `O_NOFOLLOW`.
+//! - Locking between processes: one server owns a storage directory.
+//! - Durable deletes: `delete` fsyncs the share directory but does not fsync the removal of
+//!   emptied directories; a share that reappears after a crash is re-adopted by the crawler.
+//!
+//! # Concurrency
+//! The server serialises operations on one share. Operations on different shares may run
+//! concurrently, including in the same directories: directory creation and removal races
+//! are retried. Staging a share that is already being staged fails with a transient error.
+//! Dropping an upload without committing removes its staged file synchronously (one unlink
+//! and up to two `rmdir`s, as `tempfile` does), so that a new upload of the same share can
+//! start at once; call [`ImmutableUpload::abort`] to do it on the blocking pool instead.
+
+mod container;
+mod fsutil;
+mod layout;
+mod mutable;
+
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use self::container::{Container, IMMUTABLE_HEADER_LEN, MAX_DATA_LEN};
+use self::fsutil::{ensure_dir_durable, fsync_dir, open_share, probe, remove_dir_if_empty};
+use self::layout::Layout;
+use super::{Backend, BackendError, BackendResult, ImmutableUpload, MutableWrite, StoredShare};
+use crate::types::{ShareKind, ShareNum, StorageIndex};
+
+/// Mutable shares whose container (header, data, extra leases) stays at or below this many
+/// bytes are rewritten atomically; larger ones are modified in place.
+pub const DEFAULT_MUTABLE_REWRITE_LIMIT: u64 = 1024 * 1024;
+
+/// Maps an I/O error to a [`BackendError`], naming what failed. Out-of-space errors become
+/// [`BackendError::NoSpace`]; interrupted and timed-out ones are transient.
+pub(crate) fn io_ctx(what: impl Display) -> impl Fn(io::Error) -> BackendError {
+    move |e| match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => BackendError::NoSpace,
+        kind => BackendError::Io {
+            message: format!("{what}: {e}"),
+            transient: matches!(
+                kind,
+                ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock
+            ),
+        },
+    }
+}
+
+/// Runs blocking filesystem work on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> BackendResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> BackendResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Io {
+            message: format!("disk backend task failed: {e}"),
+            transient: false,
+        })?
+}
+
+/// Parses the container of an open share file.
+fn container_of(file: &File) -> BackendResult<Container> {
+    let (head, file_len) = probe(file).map_err(io_ctx("read share header"))?;
+    container::parse(&head, file_len).map_err(|u| BackendError::Corrupt(u.reason))
+}
+
+/// Shares in a Tahoe-style `storage/` directory.
+#[derive(Debug, Clone)]
+pub struct DiskBackend {
+    layout: Arc<Layout>,
+    mutable_rewrite_limit: u64,
+}
+
+impl DiskBackend {
+    /// Opens (creating `shares/` and `shares/incoming/` if needed) the node's `storage/`
+    /// directory. Blocking; call it at start-up.
+    pub fn open(storage_dir: PathBuf) -> BackendResult<Self> {
+        let layout = Layout::new(&storage_dir);
+        fs::create_dir_all(&layout.incoming)
+            .map_err(io_ctx(format!("create {}", layout.incoming.display())))?;
+        Ok(Self {
+            layout: Arc::new(layout),
+            mutable_rewrite_limit: DEFAULT_MUTABLE_REWRITE_LIMIT,
+        })
+    }
+
+    /// Sets the largest mutable container rewritten atomically as a whole (default
+    /// [`DEFAULT_MUTABLE_REWRITE_LIMIT`]); 0 modifies every existing share in place.
+    pub fn with_mutable_rewrite_limit(mut self, bytes: u64) -> Self {
+        self.mutable_rewrite_limit = bytes;
+        self
+    }
+
+    /// The `storage/shares` directory.
+    pub fn shares_dir(&self) -> &std::path::Path {
+        &self.layout.shares
+    }
+}
+
+#[async_trait]
+impl Backend for DiskBackend {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    async fn list_shares(&self, si: &StorageIndex) -> BackendResult<Vec<StoredShare>> {
+        let layout = self.layout.clone();
+        let si = *si;
+        blocking(move || {
+            let files = layout::share_files(&layout, &si).map_err(io_ctx("list shares"))?;
+            let mut out = Vec::with_capacity(files.len());
+            for (shnum, path) in files {
+                // Gone or replaced by a non-file since the listing: not a share.
+                let Some(file) = open_share(&path, false).map_err(io_ctx("open share"))? else {
+                    continue;
+                };
+                let (head, file_len) = probe(&file).map_err(io_ctx("read share header"))?;
+                out.push(match container::parse(&head, file_len) {
+                    Ok(c) => StoredShare {
+                        shnum,
+                        kind: match c {
+                            Container::Immutable(_) => ShareKind::Immutable,
+                            Container::Mutable(_) => ShareKind::Mutable,
+                        },
+                        size: c.data_len(),
+                        corrupt: None,
+                    },
+                    Err(u) => StoredShare {
+                        shnum,
+                        kind: if u.looks_mutable {
+                            ShareKind::Mutable
+                        } else {
+                            ShareKind::Immutable
+                        },
+                        size: 0,
+                        corrupt: Some(u.reason),
+                    },
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> BackendResult<Bytes> {
+        let path = self.layout.share_path(si, shnum);
+        blocking(move || {
+            let file = open_share(&path, false)
+                .map_err(io_ctx("open share"))?
+                .ok_or(BackendError::NotFound)?;
+            let c = container_of(&file)?;
+            let data_len = c.data_len();
+            if offset >= data_len || len == 0 {
+                return Ok(Bytes::new());
+            }
+            let n = len.min(data_len - offset);
+            let n = usize::try_from(n)
+                .map_err(|_| BackendError::Invalid(format!("read of {n} bytes is too large")))?;
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, c.data_offset() + offset)
+                .map_err(|e| match e.kind() {
+                    // Only possible if the file shrank under us.
+                    ErrorKind::UnexpectedEof => {
+                        BackendError::Corrupt("share file shorter than its header says".into())
+                    }
+                    _ => io_ctx("read share")(e),
+                })?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn start_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        allocated_size: u64,
+    ) -> BackendResult<Box<dyn ImmutableUpload>> {
+        if allocated_size > MAX_DATA_LEN {
+            return Err(BackendError::Invalid(format!(
+                "allocated size {allocated_size} is too large"
+            )));
+        }
+        let layout = self.layout.clone();
+        let si = *si;
+        let file = blocking({
+            let layout = layout.clone();
+            move || create_staged(&layout, &si, shnum, allocated_size)
+        })
+        .await?;
+        Ok(Box::new(DiskUpload {
+            layout,
+            si,
+            shnum,
+            allocated: allocated_size,
+            staged: Arc::new(tokio::sync::Mutex::new(Staged { file, end: 0 })),
+            finished: false,
+        }))
+    }
+
+    async fn mutable_write_enabler(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> BackendResult<Option<[u8; 32]>> {
+        let path = self.layout.share_path(si, shnum);
+        blocking(move || {
+            let Some(file) = open_share(&path, false).map_err(io_ctx("open share"))? else {
+                return Ok(None);
+            };
+            let (h, _) = mutable::mutable_header(&file)?;
+            Ok(Some(h.write_enabler))
+        })
+        .await
+    }
+
+    async fn write_mutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        write: MutableWrite,
+    ) -> BackendResult<u64> {
+        let layout = self.layout.clone();
+        let limit = self.mutable_rewrite_limit;
+        let si = *si;
+        blocking(move || mutable::write(&layout, limit, &si, shnum, &write)).await
+    }
+
+    async fn delete(&self, si: &StorageIndex, shnum: ShareNum) -> BackendResult<()> {
+        let layout = self.layout.clone();
+        let si = *si;
+        blocking(move || {
+            let path = layout.share_path(&si, shnum);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => Ok(()), // not a share
+                Ok(_) => mutable::remove_share_file(&layout, &si, &path),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_ctx("delete share")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn list_storage_indexes(
+        &self,
+        after: Option<StorageIndex>,
+        limit: usize,
+    ) -> BackendResult<Vec<StorageIndex>> {
+        let layout = self.layout.clone();
+        blocking(move || {
+            layout::storage_indexes(&layout, after, limit).map_err(io_ctx("list storage indexes"))
+        })
+        .await
+    }
+
+    async fn available_space(&self) -> BackendResult<Option<u64>> {
+        let layout = self.layout.clone();
+        blocking(move || {
+            let st = rustix::fs::statvfs(&layout.shares)
+                .map_err(|e| io_ctx("statvfs")(io::Error::from(e)))?;
+            Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+        })
+        .await
+    }
+
+    async fn clean_incoming(&self) -> BackendResult<()> {
+        let layout = self.layout.clone();
+        blocking(move || {
+            match fs::remove_dir_all(&layout.incoming) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_ctx("remove incoming")(e)),
+            }
+            fs::create_dir_all(&layout.incoming).map_err(io_ctx("create incoming"))
+        })
+        .await
+    }
+}
+
+/// Creates the staged file of a new upload with stock's allocation header.
+fn create_staged(
+    layout: &Layout,
+    si: &StorageIndex,
+    shnum: ShareNum,
+    allocated: u64,
+) -> BackendResult<File> {
+    match fs::symlink_metadata(layout.share_path(si, shnum)) {
+        Ok(_) => return Err(BackendError::AlreadyExists),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_ctx("check share")(e)),
+    }
+    let path = layout.incoming_path(si, shnum);
+    let mut attempts = 0;
+    let file = loop {
+        fs::create_dir_all(layout.incoming_si_dir(si)).map_err(io_ctx("create incoming"))?;
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(BackendError::Io {
+                    message: format!("an upload of share {si}/{shnum} is already in progress"),
+                    transient: true,
+                });
+            }
+            // A concurrent commit removed the (then empty) incoming directory.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return Err(io_ctx("create staged share")(e)),
+        }
+    };
+    if let Err(e) = file.write_all_at(&container::immutable_header(allocated), 0) {
+        drop(file);
+        remove_staged(layout, si, shnum);
+        return Err(io_ctx("write staged share header")(e));
+    }
+    Ok(file)
+}
+
+/// Removes a staged file and its then-empty incoming directories.
+fn remove_staged(layout: &Layout, si: &StorageIndex, shnum: ShareNum) {
+    let _ = fs::remove_file(layout.incoming_path(si, shnum));
+    remove_dir_if_empty(&layout.incoming_si_dir(si));
+    remove_dir_if_empty(&layout.incoming_prefix_dir(si));
+}
+
+/// The staged file and the end of the data written so far (updated by the blocking task that
+/// did the write, so a write whose future was dropped still counts once it finishes).
+#[derive(Debug)]
+struct Staged {
+    file: File,
+    end: u64,
+}
+
+/// A staged immutable upload on disk.
+#[derive(Debug)]
+struct DiskUpload {
+    layout: Arc<Layout>,
+    si: StorageIndex,
+    shnum: ShareNum,
+    allocated: u64,
+    /// Held by each write's blocking task, so commit and abort wait for stray writes.
+    staged: Arc<tokio::sync::Mutex<Staged>>,
+    /// Committed or aborted: nothing to clean up on drop.
+    finished: bool,
+}
+
+/// What a commit attempt did.
+struct CommitOutcome {
+    renamed: bool,
+    result: BackendResult<u64>,
+}
+
+fn commit_blocking(
+    layout: &Layout,
+    si: &StorageIndex,
+    shnum: ShareNum,
+    allocated: u64,
+    staged: &Staged,
+) -> CommitOutcome {
+    let not_renamed = |e| CommitOutcome {
+        renamed: false,
+        result: Err(e),
+    };
+    let end = staged.end;
+    if end != allocated {
+        // Stock records the allocated size; we record what the share holds.
+        if let Err(e) = staged
+            .file
+            .write_all_at(&container::immutable_size_field(end), 4)
+        {
+            return not_renamed(io_ctx("update staged share header")(e));
+        }
+    }
+    // The file is exactly header + data up to the highest byte written.
+    if let Err(e) = staged.file.sync_all() {
+        return not_renamed(io_ctx("fsync staged share")(e));
+    }
+    let from = layout.incoming_path(si, shnum);
+    let to = layout.share_path(si, shnum);
+    let dir = layout.si_dir(si);
+    let mut attempts = 0;
+    loop {
+        if let Err(e) = ensure_dir_durable(&dir) {
+            return not_renamed(io_ctx("create share directory")(e));
+        }
+        match fsutil::rename_no_replace(&from, &to) {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return not_renamed(BackendError::AlreadyExists);
+            }
+            // The share directory was removed by a concurrent delete: recreate and retry.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return not_renamed(io_ctx("rename share into place")(e)),
+        }
+    }
+    remove_dir_if_empty(&layout.incoming_si_dir(si));
+    remove_dir_if_empty(&layout.incoming_prefix_dir(si));
+    CommitOutcome {
+        renamed: true,
+        result: fsync_dir(&dir)
+            .map(|()| end)
+            .map_err(io_ctx("fsync share directory")),
+    }
+}
+
+#[async_trait]
+impl ImmutableUpload for DiskUpload {
+    async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= self.allocated)
+            .ok_or_else(|| {
+                BackendError::Invalid(format!(
+                    "write of {} bytes at offset {offset} exceeds the allocated size {}",
+                    data.len(),
+                    self.allocated
+                ))
+            })?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut staged = self.staged.clone().lock_owned().await;
+        blocking(move || {
+            staged
+                .file
+                .write_all_at(&data, IMMUTABLE_HEADER_LEN + offset)
+                .map_err(io_ctx("write staged share"))?;
+            staged.end = staged.end.max(end);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> BackendResult<u64> {
+        let staged = self.staged.clone().lock_owned().await;
+        let layout = self.layout.clone();
+        let (si, shnum, allocated) = (self.si, self.shnum, self.allocated);
+        let outcome = tokio::task::spawn_blocking(move || {
+            commit_blocking(&layout, &si, shnum, allocated, &staged)
+        })
+        .await
+        .map_err(|e| BackendError::Io {
+            message: format!("disk backend task failed: {e}"),
+            transient: false,
+        })?;
+        // Once renamed, the staged path is gone (or belongs to nobody): never clean it up.
+        self.finished = outcome.renamed;
+        outcome.result
+    }
+
+    async fn abort(mut self: Box<Self>) -> BackendResult<()> {
+        let _staged = self.staged.clone().lock_owned().await;
+        self.finished = true;
+        let layout = self.layout.clone();
+        let (si, shnum) = (self.si, self.shnum);
+        blocking(move || {
+            remove_staged(&layout, &si, shnum);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Drop for DiskUpload {
+    fn drop(&mut self) {
+        if !self.finished {
+            remove_staged(&self.layout, &self.si, self.shnum);
+        }
+    }
+}

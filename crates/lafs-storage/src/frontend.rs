@@ -1,0 +1,530 @@
+//! The account-facing frontend: HTTPS, the swissnum check, parsing every request into a typed
+//! [`Endpoint`] before anything else happens, body limits and timeouts. The GBS status of every
+//! failure is decided in one place ([`error_status`]).
+//!
+//! Clients pin the server's SPKI; the server presents the node's self-signed certificate and
+//! speaks HTTP/1.1 (as stock Tahoe does). Every request is made on behalf of an account; until
+//! client certificates are accepted that is the anonymous account.
+
+use crate::leasedb::AccountId;
+use crate::server::{ServerError, StorageServer, TestWrite};
+use crate::types::{ShareKind, StorageIndex};
+use bytes::Bytes;
+use http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use lafs_protocol::{
+    AdviseCorruptRequest, AllocateRequest, AllocateResponse, BodyKind, ByteRange, CborBody,
+    ContentRange, DecodeLimits, Endpoint, ProtocolError, ReadPlan, ReadTestWriteRequest,
+    ReadTestWriteResponse, RequiredRange, SecretKind, Secrets, ShareList, ShareNum, Swissnum,
+    VersionResponse, WriteResponse,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Re-exported so callers need no direct rustls dependency.
+pub use rustls::ServerConfig as RustlsServerConfig;
+
+/// Limits that protect the server from slow, idle or greedy clients.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to send request headers; also closes idle keep-alive connections.
+    pub header_timeout: Duration,
+    /// Time allowed to send a request body.
+    pub body_timeout: Duration,
+    /// Largest immutable-write (PATCH) body.
+    pub max_write_body: u64,
+    /// Largest read-test-write body.
+    pub max_rtw_body: u64,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(120),
+            max_write_body: 16 << 20,
+            max_rtw_body: 64 << 20,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Builds the TLS configuration from the node's certificate and PKCS#8 key.
+pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cert = rustls::pki_types::CertificateDer::from(cert_der.to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.to_vec().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| format!("node.pem: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The HTTP side of a storage server.
+#[derive(Debug)]
+pub struct Frontend {
+    server: Arc<StorageServer>,
+    swissnum: Swissnum,
+    limits: Limits,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn si_of(si: lafs_protocol::StorageIndex) -> StorageIndex {
+    StorageIndex(*si.as_bytes())
+}
+
+fn shnum_of(n: ShareNum) -> u16 {
+    u16::from(n.get())
+}
+
+/// The status a server error becomes on the wire.
+pub fn error_status(e: &ServerError) -> StatusCode {
+    match e {
+        ServerError::NotFound => StatusCode::NOT_FOUND,
+        ServerError::WrongUploadSecret | ServerError::WrongWriteEnabler => StatusCode::UNAUTHORIZED,
+        ServerError::Conflict => StatusCode::CONFLICT,
+        ServerError::AlreadyComplete => StatusCode::METHOD_NOT_ALLOWED,
+        ServerError::OutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ServerError::Refused(_) => StatusCode::FORBIDDEN,
+        ServerError::Backend(b) if b.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+        ServerError::Corrupt(_) | ServerError::Backend(_) | ServerError::LeaseDb(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn protocol_error(e: &ProtocolError) -> Resp {
+    text(e.status(), &e.to_string())
+}
+
+fn server_error(e: &ServerError) -> Resp {
+    let status = error_status(e);
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+    }
+    text(status, &e.to_string())
+}
+
+fn cbor<T: CborBody>(status: StatusCode, body: &T) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.encode())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/cbor"));
+    r
+}
+
+enum Failure {
+    Protocol(ProtocolError),
+    Server(ServerError),
+}
+
+impl From<ProtocolError> for Failure {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<ServerError> for Failure {
+    fn from(e: ServerError) -> Self {
+        Self::Server(e)
+    }
+}
+
+impl Frontend {
+    /// A frontend for `server` that accepts requests carrying `swissnum`.
+    pub fn new(server: Arc<StorageServer>, swissnum: Swissnum, limits: Limits) -> Self {
+        Self {
+            server,
+            swissnum,
+            limits,
+        }
+    }
+
+    async fn body(&self, req: Request<Incoming>, max: u64) -> Result<Bytes, ProtocolError> {
+        let limited = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
+        match tokio::time::timeout(self.limits.body_timeout, limited.collect()).await {
+            Err(_) => Err(ProtocolError::InvalidBody("request body timed out".into())),
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    Err(ProtocolError::PayloadTooLarge {
+                        len: max.saturating_add(1),
+                        limit: max,
+                    })
+                } else {
+                    Err(ProtocolError::InvalidBody(
+                        "request body could not be read".into(),
+                    ))
+                }
+            }
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+        }
+    }
+
+    /// Serves one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+        match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(Failure::Protocol(e)) => protocol_error(&e),
+            Err(Failure::Server(e)) => server_error(&e),
+        }
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Result<Resp, Failure> {
+        let method = req.method().clone();
+        let endpoint = Endpoint::parse(&method, req.uri().path())?;
+        lafs_protocol::check_authorization(req.headers(), &self.swissnum)?;
+        let secrets = Secrets::from_headers(req.headers(), endpoint.required_secrets())?;
+        let account = AccountId::ANONYMOUS;
+        let head = method == Method::HEAD;
+        if endpoint.response_is_cbor() {
+            lafs_protocol::check_accept_cbor(req.headers())?;
+        }
+        let server = &self.server;
+        match endpoint {
+            Endpoint::Version => {
+                let space = server.space().await?;
+                Ok(cbor(
+                    StatusCode::OK,
+                    &VersionResponse {
+                        maximum_immutable_share_size: space.max_immutable,
+                        maximum_mutable_share_size: space.max_mutable,
+                        available_space: space.available,
+                        application_version: server
+                            .config()
+                            .application_version
+                            .as_bytes()
+                            .to_vec(),
+                    },
+                ))
+            }
+            Endpoint::ImmutableAllocate { si } => {
+                lafs_protocol::check_request_content_type(req.headers())?;
+                let max = match endpoint.request_body() {
+                    BodyKind::Cbor { max_len } => max_len,
+                    _ => 8192,
+                };
+                let body = self.body(req, max).await?;
+                let a: AllocateRequest =
+                    lafs_protocol::decode_limited(&body, &AllocateRequest::LIMITS)?;
+                let upload = secrets
+                    .upload
+                    .as_ref()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default();
+                let shnums: BTreeSet<u16> = a.share_numbers.iter().map(|&n| shnum_of(n)).collect();
+                let (have, allocated) = server
+                    .allocate(account, &si_of(si), &shnums, a.allocated_size, &upload)
+                    .await?;
+                let to_set = |s: BTreeSet<u16>| -> BTreeSet<ShareNum> {
+                    s.into_iter()
+                        .filter_map(|n| u8::try_from(n).ok().map(ShareNum::new))
+                        .collect()
+                };
+                Ok(cbor(
+                    StatusCode::CREATED,
+                    &AllocateResponse {
+                        already_have: to_set(have),
+                        allocated: to_set(allocated),
+                    },
+                ))
+            }
+            Endpoint::ImmutableWrite { si, shnum } => {
+                let range = ContentRange::from_headers(req.headers())?;
+                if range.len() > self.limits.max_write_body {
+                    return Err(ProtocolError::PayloadTooLarge {
+                        len: range.len(),
+                        limit: self.limits.max_write_body,
+                    }
+                    .into());
+                }
+                let body = self.body(req, range.len()).await?;
+                if body.len() as u64 != range.len() {
+                    return Err(ProtocolError::RangeNotSatisfiable.into());
+                }
+                let upload = secrets
+                    .upload
+                    .as_ref()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default();
+                let out = server
+                    .write(&si_of(si), shnum_of(shnum), &upload, range.first, body)
+                    .await?;
+                let required = out
+                    .required
+                    .iter()
+                    .map(|&(begin, end)| RequiredRange { begin, end })
+                    .collect();
+                let status = if out.complete {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(cbor(status, &WriteResponse { required }))
+            }
+            Endpoint::ImmutableAbort { si, shnum } => {
+                let upload = secrets
+                    .upload
+                    .as_ref()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default();
+                server.abort(&si_of(si), shnum_of(shnum), &upload).await?;
+                Ok(text(StatusCode::OK, "aborted"))
+            }
+            Endpoint::ImmutableListShares { si } | Endpoint::MutableListShares { si } => {
+                let kind = if matches!(endpoint, Endpoint::ImmutableListShares { .. }) {
+                    ShareKind::Immutable
+                } else {
+                    ShareKind::Mutable
+                };
+                let shares = server.list_shares(&si_of(si), kind).await?;
+                let set = shares
+                    .into_iter()
+                    .filter_map(|n| u8::try_from(n).ok().map(ShareNum::new))
+                    .collect();
+                Ok(cbor(StatusCode::OK, &ShareList(set)))
+            }
+            Endpoint::ImmutableRead { si, shnum } | Endpoint::MutableRead { si, shnum } => {
+                let kind = if matches!(endpoint, Endpoint::ImmutableRead { .. }) {
+                    ShareKind::Immutable
+                } else {
+                    ShareKind::Mutable
+                };
+                let range = ByteRange::from_headers(req.headers())?;
+                let (si, shnum) = (si_of(si), shnum_of(shnum));
+                let size = server.share_size(kind, &si, shnum).await?;
+                let plan = ReadPlan::new(range, size);
+                let (start, end) = match plan {
+                    ReadPlan::Whole => (0, size),
+                    ReadPlan::Partial { start, end } => (start, end),
+                    ReadPlan::Empty => (0, 0),
+                };
+                let data = if end > start && !head {
+                    server.read(kind, &si, shnum, start, end - start).await?
+                } else {
+                    Bytes::new()
+                };
+                let mut r = Response::new(Full::new(data));
+                *r.status_mut() = plan.status();
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                if let Some(cr) = plan.content_range()
+                    && let Ok(v) = HeaderValue::from_str(&cr)
+                {
+                    r.headers_mut().insert(CONTENT_RANGE, v);
+                }
+                Ok(r)
+            }
+            Endpoint::ImmutableAdvise { si, shnum } | Endpoint::MutableAdvise { si, shnum } => {
+                let kind = if matches!(endpoint, Endpoint::ImmutableAdvise { .. }) {
+                    ShareKind::Immutable
+                } else {
+                    ShareKind::Mutable
+                };
+                lafs_protocol::check_request_content_type(req.headers())?;
+                let body = self
+                    .body(req, AdviseCorruptRequest::LIMITS.max_len as u64)
+                    .await?;
+                let a: AdviseCorruptRequest =
+                    lafs_protocol::decode_limited(&body, &AdviseCorruptRequest::LIMITS)?;
+                server
+                    .advise_corrupt(kind, &si_of(si), shnum_of(shnum), &a.reason)
+                    .await?;
+                Ok(text(StatusCode::OK, "noted"))
+            }
+            Endpoint::LeaseAddOrRenew { si } => {
+                server.add_or_renew_lease(account, &si_of(si)).await?;
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                Ok(r)
+            }
+            Endpoint::MutableReadTestWrite { si } => {
+                lafs_protocol::check_request_content_type(req.headers())?;
+                let max = self.limits.max_rtw_body;
+                let body = self.body(req, max).await?;
+                let limits = DecodeLimits {
+                    max_len: usize::try_from(max).unwrap_or(usize::MAX),
+                    ..ReadTestWriteRequest::LIMITS
+                };
+                let r: ReadTestWriteRequest = lafs_protocol::decode_limited(&body, &limits)?;
+                let we = secrets
+                    .write_enabler
+                    .as_ref()
+                    .map(|w| *w.as_bytes())
+                    .ok_or(ProtocolError::BadSecrets(
+                        lafs_protocol::SecretsError::Missing(SecretKind::WriteEnabler),
+                    ))?;
+                let tw: BTreeMap<u16, TestWrite> = r
+                    .test_write_vectors
+                    .iter()
+                    .map(|(&n, v)| {
+                        (
+                            shnum_of(n),
+                            TestWrite {
+                                tests: v
+                                    .test
+                                    .iter()
+                                    .map(|t| (t.offset, t.size, Bytes::from(t.specimen.clone())))
+                                    .collect(),
+                                writes: v
+                                    .write
+                                    .iter()
+                                    .map(|w| (w.offset, Bytes::from(w.data.clone())))
+                                    .collect(),
+                                new_length: v.new_length,
+                            },
+                        )
+                    })
+                    .collect();
+                let reads: Vec<(u64, u64)> =
+                    r.read_vector.iter().map(|v| (v.offset, v.size)).collect();
+                let out = server
+                    .read_test_write(account, &si_of(si), &we, &tw, &reads)
+                    .await?;
+                let data = out
+                    .data
+                    .into_iter()
+                    .filter_map(|(n, v)| {
+                        u8::try_from(n).ok().map(|n| {
+                            (
+                                ShareNum::new(n),
+                                v.into_iter().map(|b| b.to_vec()).collect(),
+                            )
+                        })
+                    })
+                    .collect();
+                Ok(cbor(
+                    StatusCode::OK,
+                    &ReadTestWriteResponse {
+                        success: out.success,
+                        data,
+                    },
+                ))
+            }
+            Endpoint::LafsAccountUsage => Err(ProtocolError::UnknownEndpoint.into()),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, then stops accepting and
+/// waits (up to `grace`) for requests in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    frontend: Arc<Frontend>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(frontend.limits.max_connections));
+    let mut conns = tokio::task::JoinSet::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; }
+            }
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    drop(tcp); // over the connection limit
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let fe = frontend.clone();
+                let stop = stop_rx.clone();
+                conns.spawn(async move {
+                    let _permit = permit;
+                    serve_connection(acceptor, tcp, peer, fe, stop).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+    Ok(())
+}
+
+async fn serve_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    fe: Arc<Frontend>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(fe.limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let service = hyper::service::service_fn(move |req| {
+        let fe = fe.clone();
+        async move { Ok::<_, std::convert::Infallible>(fe.handle(req).await) }
+    });
+    let header_timeout = {
+        // Read from the frontend's limits through the service's clone.
+        Duration::from_secs(60)
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended"); }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

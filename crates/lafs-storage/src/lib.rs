@@ -1,0 +1,17 @@
+//! The lafs storage server.
+//!
+//! Layers, each behind a narrow interface, dependencies pointing down:
+//! - `frontend`: HTTPS, swissnum check, request parsing into typed endpoints, limits; every
+//!   request is made on behalf of an account.
+//! - `server`: the share state machine (NONE, COMING, STABLE, GOING), leases, reserved space,
+//!   read-only mode.
+//! - [`leasedb`]: the lease database (SQLite; leases live only here, never in share files).
+//! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::memory`],
+//!   [`backend::discard`]).
+
+pub mod backend;
+pub mod frontend;
+pub mod leasedb;
+pub mod ranges;
+pub mod server;
+pub mod types;
