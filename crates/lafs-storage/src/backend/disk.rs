@@ -14,8 +14,8 @@
 //!     allocated region, and never touches the header at completion, so a stock share whose
 //!     client wrote less than it allocated serves the allocated length (zero-filled).
 //!   - new mutable shares are **version 2** containers (magic `Tahoe mutable container v2\n`
-//!     + `c3 55 21 99 25`), data at 468, the extra-lease block (a u32 count) right after the
-//!     data.
+//!     followed by `c3 55 21 99 25`), data at 468, the extra-lease block (a u32 count) right
+//!     after the data.
 //!   - lafs writes the same containers **without leases** (lease count 0, empty lease
 //!     slots): leases live only in the lease database. It never writes an immutable container
 //!     larger than the data written: at commit the file holds exactly the bytes up to the

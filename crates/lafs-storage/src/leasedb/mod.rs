@@ -97,15 +97,20 @@
 //!   crawler passed an already-encoded index to `add_starter_lease`, which encoded it again.
 //! - [`LeaseDb::adopt_share`] inserts a discovered *complete* share as STABLE (the branch
 //!   inserted COMING, so discovered shares could never be collected) and adds its starter
-//!   lease in the same transaction.
+//!   lease in the same transaction (the branch committed the share and the lease separately;
+//!   with STABLE adoption a crash in between would leave an unleased, collectable share).
 //! - `add_new_share` refuses an existing row (the branch used `INSERT OR REPLACE`, silently
 //!   re-creating GOING shares, which the design forbids).
-//! - Foreign keys are enforced (`PRAGMA foreign_keys=ON` on every connection) and leases are
-//!   removed by cascade inside the same transaction as their share.
+//! - Leases reference their share with `ON DELETE CASCADE` (the branch enabled foreign keys
+//!   but deleted leases by hand before the share), and the account foreign key is checked up
+//!   front with a typed error.
 //! - Lease renewal never shortens a lease or moves its renewal time back (stock Tahoe's rule);
 //!   the branch allowed backdating.
-//! - `synchronous=FULL` instead of `NORMAL` (see Durability); multi-statement operations are
-//!   single transactions (the branch committed per statement).
+//! - `synchronous=FULL` instead of `NORMAL` (see Durability); every operation is one
+//!   transaction (the branch committed per row when renewing, and pruned and appended crawler
+//!   history in separate commits).
+//! - The built-in accounts are named in a `name` column; the branch stored "anonymous" and
+//!   "starter" in the public-key column.
 //! - Crawler state and history live in the database, so a rebuilt database also restarts the
 //!   crawler, and GC stays blocked until a cycle started after the rebuild has finished.
 
@@ -640,7 +645,9 @@ pub trait LeaseDb: Send + fmt::Debug {
 
     /// NONE → STABLE (complete) or NONE → COMING (incomplete), with a starter lease, in one
     /// transaction: the crawler found the share in the backend but not in the database.
-    /// Existing rows are left alone.
+    /// Existing rows are left alone. An incomplete share adopted as COMING stays protected
+    /// until the server either finishes it (`mark_share_stable`) or gives up on it
+    /// (`abandon_share`).
     fn adopt_share(
         &mut self,
         si: &StorageIndex,
@@ -704,7 +711,8 @@ pub trait LeaseDb: Send + fmt::Debug {
     fn unleased_stable_shares(&mut self, limit: u32) -> Result<Vec<ShareRecord>>;
 
     /// [`LeaseDb::unleased_stable_shares`], unless garbage collection is blocked
-    /// ([`LeaseDbError::GcBlocked`]).
+    /// ([`LeaseDbError::GcBlocked`]). The block guards this query only: client-requested
+    /// deletions (a mutable share truncated to zero) still go through `mark_share_going`.
     fn gc_candidates(&mut self, limit: u32) -> Result<Vec<ShareRecord>>;
 
     // ---- accounts ----

@@ -204,6 +204,8 @@ fn move_aside(path: &Path, tag: &str, now: UnixTime) -> Result<Option<PathBuf>> 
 
 fn configure(conn: &Connection, opts: &OpenOptions) -> Result<()> {
     conn.busy_timeout(opts.busy_timeout)?;
+    // Room for every statement of `ops` (the default cache holds 16).
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "foreign_keys", true)?;
     // Stricter b-tree sanity checks as pages are read: corruption becomes an error early.
     conn.pragma_update(None, "cell_size_check", true)?;
@@ -391,6 +393,8 @@ fn create_fresh(path: &Path, now: UnixTime, opts: &OpenOptions) -> Result<()> {
 /// `<name>.corrupt-<now>` (adding `.1`, `.2`, ... if taken), then creates a fresh one, whose
 /// GC stays blocked until a full crawl. Returns the new database and where the old files went
 /// (`None` if there was nothing to move). The old files are kept for forensics, never deleted.
+/// No connection to the old database may be open (an `open` that returned `Corrupt` holds
+/// none).
 pub fn set_aside_and_recreate(
     path: &Path,
     now: UnixTime,
