@@ -504,14 +504,11 @@ async fn serve_connection(
         }
     };
     let io = hyper_util::rt::TokioIo::new(tls);
+    let header_timeout = fe.limits.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
         async move { Ok::<_, std::convert::Infallible>(fe.handle(req).await) }
     });
-    let header_timeout = {
-        // Read from the frontend's limits through the service's clone.
-        Duration::from_secs(60)
-    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)

@@ -246,7 +246,7 @@ impl StorageServer {
                             .mark_share_stable(rec.storage_index, rec.shnum, s.size)
                             .await?;
                     }
-                    _ => self.db.abandon_share(rec.storage_index, rec.shnum).await?,
+                    _ => self.forget(rec.storage_index, rec.shnum).await?,
                 }
             }
         }
@@ -255,6 +255,13 @@ impl StorageServer {
 
     fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// COMING -> GOING -> NONE for a write that will never complete.
+    async fn forget(&self, si: StorageIndex, shnum: ShareNum) -> ServerResult<()> {
+        self.db.abandon_share(si, shnum).await?;
+        self.db.remove_share(si, shnum).await?;
+        Ok(())
     }
 
     fn lease_times(&self) -> (i64, i64) {
@@ -435,11 +442,11 @@ impl StorageServer {
             {
                 Ok(s) => s,
                 Err(BackendError::AlreadyExists) => {
-                    self.db.abandon_share(*si, shnum).await?;
+                    self.forget(*si, shnum).await?;
                     continue;
                 }
                 Err(e) => {
-                    self.db.abandon_share(*si, shnum).await?;
+                    self.forget(*si, shnum).await?;
                     return Err(e.into());
                 }
             };
@@ -555,7 +562,7 @@ impl StorageServer {
         };
         lock(&self.uploads).remove(&(*si, shnum));
         staged.abort().await?;
-        self.db.abandon_share(*si, shnum).await?;
+        self.forget(*si, shnum).await?;
         Ok(())
     }
 
@@ -574,7 +581,7 @@ impl StorageServer {
             if let Some(staged) = u.staged.take() {
                 lock(&self.uploads).remove(&(si, shnum));
                 staged.abort().await?;
-                self.db.abandon_share(si, shnum).await?;
+                self.forget(si, shnum).await?;
                 tracing::info!(si = %si, shnum, "aborted an abandoned upload");
                 n += 1;
             }

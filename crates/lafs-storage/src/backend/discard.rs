@@ -238,6 +238,13 @@ impl DiscardUpload {
 
 #[async_trait]
 impl ImmutableUpload for DiscardUpload {
+    /// Discarded bytes read back as zeros (so only all-zero rewrites "match").
+    async fn read(&mut self, offset: u64, len: u64) -> BackendResult<Bytes> {
+        let end = offset.saturating_add(len).min(self.end);
+        let n = usize::try_from(end.saturating_sub(offset)).unwrap_or(0);
+        Ok(Bytes::from(vec![0u8; n]))
+    }
+
     async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
         let end = offset
             .checked_add(data.len() as u64)

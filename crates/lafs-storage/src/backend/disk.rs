@@ -204,9 +204,10 @@ impl Backend for DiskBackend {
         offset: u64,
         len: u64,
     ) -> BackendResult<Bytes> {
-        let path = self.layout.share_path(si, shnum);
+        let layout = self.layout.clone();
+        let si = *si;
         blocking(move || {
-            let file = open_share(&path, false)
+            let file = layout::open_share_file(&layout, &si, shnum, false)
                 .map_err(io_ctx("open share"))?
                 .ok_or(BackendError::NotFound)?;
             let c = container_of(&file)?;
@@ -264,9 +265,12 @@ impl Backend for DiskBackend {
         si: &StorageIndex,
         shnum: ShareNum,
     ) -> BackendResult<Option<[u8; 32]>> {
-        let path = self.layout.share_path(si, shnum);
+        let layout = self.layout.clone();
+        let si = *si;
         blocking(move || {
-            let Some(file) = open_share(&path, false).map_err(io_ctx("open share"))? else {
+            let Some(file) = layout::open_share_file(&layout, &si, shnum, false)
+                .map_err(io_ctx("open share"))?
+            else {
                 return Ok(None);
             };
             let (h, _) = mutable::mutable_header(&file)?;
@@ -469,6 +473,25 @@ fn commit_blocking(
 
 #[async_trait]
 impl ImmutableUpload for DiskUpload {
+    async fn read(&mut self, offset: u64, len: u64) -> BackendResult<Bytes> {
+        let staged = self.staged.clone().lock_owned().await;
+        let end = offset.saturating_add(len).min(staged.end);
+        if end <= offset {
+            return Ok(Bytes::new());
+        }
+        let n = usize::try_from(end - offset)
+            .map_err(|_| BackendError::Invalid("read too large".into()))?;
+        blocking(move || {
+            let mut buf = vec![0u8; n];
+            staged
+                .file
+                .read_exact_at(&mut buf, IMMUTABLE_HEADER_LEN + offset)
+                .map_err(io_ctx("read staged share"))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
     async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
         let end = offset
             .checked_add(data.len() as u64)

@@ -362,6 +362,15 @@ impl MemoryUpload {
 
 #[async_trait]
 impl ImmutableUpload for MemoryUpload {
+    async fn read(&mut self, offset: u64, len: u64) -> BackendResult<Bytes> {
+        let size = self.data.len();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(size);
+        let end = start
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+            .min(size);
+        Ok(Bytes::copy_from_slice(&self.data[start..end]))
+    }
+
     async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
         let end = offset
             .checked_add(to_len(data.len()))

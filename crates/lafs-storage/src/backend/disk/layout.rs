@@ -119,6 +119,20 @@ pub(super) fn is_real_dir(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Opens the share file of `(si, shnum)` like [`open_share`](super::fsutil::open_share),
+/// refusing to go through a prefix or storage index directory that is a symlink.
+pub(super) fn open_share_file(
+    layout: &Layout,
+    si: &StorageIndex,
+    shnum: ShareNum,
+    write: bool,
+) -> io::Result<Option<std::fs::File>> {
+    if !is_real_dir(&layout.prefix_dir(si))? || !is_real_dir(&layout.si_dir(si))? {
+        return Ok(None);
+    }
+    super::fsutil::open_share(&layout.share_path(si, shnum), write)
+}
+
 /// Share files of one storage index directory: `(shnum, path)` for regular files (symlinks
 /// are skipped) with canonical share-number names, sorted by number.
 pub(super) fn share_files(

@@ -32,11 +32,10 @@ use super::container::{
     MutableHeader,
 };
 use super::fsutil::{
-    ensure_dir_durable, fsync_dir, open_share, probe, remove_dir_if_empty, rename_no_replace,
-    write_zeros_at,
+    ensure_dir_durable, fsync_dir, probe, remove_dir_if_empty, rename_no_replace, write_zeros_at,
 };
 use super::io_ctx;
-use super::layout::Layout;
+use super::layout::{self, Layout};
 use crate::backend::{BackendError, BackendResult, MutableWrite};
 use crate::types::{ShareNum, StorageIndex};
 
@@ -87,7 +86,8 @@ pub(super) fn write(
     w: &MutableWrite,
 ) -> BackendResult<u64> {
     let path = layout.share_path(si, shnum);
-    let existing = open_share(&path, true).map_err(io_ctx("open mutable share"))?;
+    let existing =
+        layout::open_share_file(layout, si, shnum, true).map_err(io_ctx("open mutable share"))?;
     if w.new_length == Some(0) {
         if let Some(file) = existing {
             mutable_header(&file)?;
