@@ -3,7 +3,7 @@
 use crate::config::NodeConfig;
 use crate::node::{NodeError, ensure_identity};
 use lafs_storage::backend::disk::DiskBackend;
-use lafs_storage::frontend::{self, Frontend, Limits};
+use lafs_storage::frontend::{self, Frontend, Limits, RustlsServerConfig};
 use lafs_storage::leasedb::{LeaseDbHandle, OpenOptions};
 use lafs_storage::server::{ServerConfig, StorageServer, SystemClock};
 use std::sync::Arc;
@@ -18,13 +18,9 @@ pub struct StorageService {
     /// Where it listens.
     pub listener: tokio::net::TcpListener,
     /// Its TLS configuration.
-    pub tls: Arc<rustls_config::ServerConfig>,
+    pub tls: Arc<RustlsServerConfig>,
     /// The HTTP frontend.
     pub frontend: Arc<Frontend>,
-}
-
-mod rustls_config {
-    pub use lafs_storage::frontend::RustlsServerConfig as ServerConfig;
 }
 
 fn now() -> i64 {

@@ -60,17 +60,38 @@ impl Default for Limits {
     }
 }
 
+/// The node's one certificate, served to every client.
+///
+/// A resolver rather than `with_single_cert`, because rustls checks certificates it is given
+/// that way with webpki, which refuses the X.509 v1 certificates stock Tahoe nodes have; a
+/// node directory taken over from stock must keep its certificate (clients pin its key).
+#[derive(Debug)]
+struct NodeCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for NodeCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
 /// Builds the TLS configuration from the node's certificate and PKCS#8 key.
 pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cert = rustls::pki_types::CertificateDer::from(cert_der.to_vec());
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.to_vec().into());
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("node.pem private key: {e}"))?;
+    let certified = rustls::sign::CertifiedKey::new(vec![cert], signing_key);
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| format!("node.pem: {e}"))?;
+        .with_cert_resolver(Arc::new(NodeCertificate(Arc::new(certified))));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -121,7 +142,12 @@ fn text(status: StatusCode, msg: &str) -> Resp {
 }
 
 fn protocol_error(e: &ProtocolError) -> Resp {
-    text(e.status(), &e.to_string())
+    let mut r = text(e.status(), &e.to_string());
+    if let ProtocolError::MethodNotAllowed { allow } = e {
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    }
+    r
 }
 
 fn server_error(e: &ServerError) -> Resp {
@@ -168,6 +194,15 @@ impl Frontend {
     }
 
     async fn body(&self, req: Request<Incoming>, max: u64) -> Result<Bytes, ProtocolError> {
+        // A declared length over the limit is refused at once, not after waiting for (and
+        // counting) the body.
+        let declared = hyper::body::Body::size_hint(req.body()).lower();
+        if declared > max {
+            return Err(ProtocolError::PayloadTooLarge {
+                len: declared,
+                limit: max,
+            });
+        }
         let limited = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
         match tokio::time::timeout(self.limits.body_timeout, limited.collect()).await {
             Err(_) => Err(ProtocolError::InvalidBody("request body timed out".into())),

@@ -36,6 +36,7 @@ conformance!(
     immutable_boundary_sizes,
     immutable_writes_out_of_order_and_overlapping,
     immutable_holes_and_partial_writes,
+    immutable_staged_reads,
     immutable_write_bounds,
     immutable_visible_only_after_commit,
     immutable_abort,
@@ -187,6 +188,33 @@ mod cases {
             vec![110, 0, 0]
         );
         assert!(b.read(&s, 1, 0, 10).await.unwrap().is_empty());
+    }
+
+    pub async fn immutable_staged_reads(b: &dyn Backend) {
+        // The server compares overlapping writes with what is staged.
+        let s = si(215);
+        let mut up = b.start_immutable(&s, 0, 300_000).await.unwrap();
+        assert!(up.read(0, 10).await.unwrap().is_empty());
+        let data = pattern(100_000, 5);
+        up.write(200_000, Bytes::from(data.clone())).await.unwrap();
+        up.write(0, Bytes::from_static(b"head")).await.unwrap();
+        assert_eq!(&up.read(0, 4).await.unwrap()[..], b"head");
+        assert_eq!(&up.read(2, 6).await.unwrap()[..], b"ad\0\0\0\0");
+        let got = up.read(199_990, 20).await.unwrap();
+        assert_eq!(&got[..10], &[0u8; 10]);
+        assert_eq!(&got[10..], &data[..10]);
+        let got = up.read(250_000, u64::MAX).await.unwrap();
+        assert_eq!(&got[..], &data[50_000..]);
+        for past in [300_000, 300_001, u64::MAX] {
+            assert!(up.read(past, 10).await.unwrap().is_empty());
+        }
+        assert!(up.read(5, 0).await.unwrap().is_empty());
+        // Still invisible, and the reads do not disturb the commit.
+        assert!(b.list_shares(&s).await.unwrap().is_empty());
+        assert_eq!(up.commit().await.unwrap(), 300_000);
+        let all = read_all(b, &s, 0).await;
+        assert_eq!(&all[..4], b"head");
+        assert_eq!(&all[200_000..], &data[..]);
     }
 
     pub async fn immutable_write_bounds(b: &dyn Backend) {
@@ -558,7 +586,10 @@ mod cases {
             }
             step(b, &s, 0, &mut m, mw(&[(size, b"+")], None, 2)).await;
             step(b, &s, 0, &mut m, mw(&[(size + 4096, b"++")], None, 2)).await;
-            step(b, &s, 0, &mut m, mw(&[], Some(size / 2), 2)).await;
+            if size / 2 > 0 {
+                // (new_length 0 would delete the share: see mutable_delete_and_empty_shares)
+                step(b, &s, 0, &mut m, mw(&[], Some(size / 2), 2)).await;
+            }
             step(b, &s, 0, &mut m, mw(&[(size, b"end")], None, 2)).await;
         }
     }
@@ -832,7 +863,7 @@ mod disk {
         drop(up);
         assert!(dir_entries(&storage.join("shares/incoming")).is_empty());
         assert_eq!(
-            dir_entries(&share_path(&storage, &s, 0).parent().unwrap().to_path_buf()),
+            dir_entries(share_path(&storage, &s, 0).parent().unwrap()),
             ["3", "4"]
         );
     }
@@ -893,13 +924,14 @@ mod disk {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mutable_cases_on_both_write_paths() {
+        // Each case expects an empty backend.
         for name in ["disk.inplace", "disk.rewrite"] {
-            let h = make(name);
             println!("mutable cases on {name}");
-            super::cases::mutable_create_modify_extend_truncate(h.b()).await;
-            super::cases::mutable_boundary_sizes(h.b()).await;
-            super::cases::mutable_delete_and_empty_shares(h.b()).await;
-            super::cases::concurrent_writers(h.b()).await;
+            super::cases::mutable_create_modify_extend_truncate(make(name).b()).await;
+            super::cases::mutable_boundary_sizes(make(name).b()).await;
+            super::cases::mutable_delete_and_empty_shares(make(name).b()).await;
+            super::cases::mutable_write_enabler_recorded_on_create_only(make(name).b()).await;
+            super::cases::concurrent_writers(make(name).b()).await;
         }
     }
 
@@ -1114,25 +1146,48 @@ mod disk {
         assert!(space > 0);
     }
 
-    fn manifest_entries(m: &Value) -> Vec<(StorageIndex, u16, String, Vec<u8>, Option<[u8; 32]>)> {
+    /// One share of a manifest exchanged with `stock_shares.py`.
+    #[derive(Clone, Debug)]
+    struct Spec {
+        si: StorageIndex,
+        shnum: u16,
+        mutable: bool,
+        data: Vec<u8>,
+        write_enabler: Option<[u8; 32]>,
+    }
+
+    fn parse_manifest(m: &Value) -> Vec<Spec> {
         m["shares"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| {
-                let s = StorageIndex::from_base32(e["si"].as_str().unwrap()).unwrap();
-                let we = e["write_enabler"]
+            .map(|e| Spec {
+                si: StorageIndex::from_base32(e["si"].as_str().unwrap()).unwrap(),
+                shnum: e["shnum"].as_u64().unwrap() as u16,
+                mutable: e["kind"] == "mutable",
+                data: hex::decode(e["data"].as_str().unwrap()).unwrap(),
+                write_enabler: e["write_enabler"]
                     .as_str()
-                    .map(|h| hex::decode(h).unwrap().try_into().unwrap());
-                (
-                    s,
-                    e["shnum"].as_u64().unwrap() as u16,
-                    e["kind"].as_str().unwrap().to_string(),
-                    hex::decode(e["data"].as_str().unwrap()).unwrap(),
-                    we,
-                )
+                    .map(|h| hex::decode(h).unwrap().try_into().unwrap()),
             })
             .collect()
+    }
+
+    /// A manifest of lafs-written (version 2) shares for `stock_shares.py check`.
+    fn manifest(shares: &[Spec], leases: u64, stock_modify: bool) -> Value {
+        json!({
+            "nodeid": hex::encode([0x07; 20]),
+            "shares": shares.iter().map(|sp| json!({
+                "si": sp.si.to_base32(),
+                "shnum": sp.shnum,
+                "kind": if sp.mutable { "mutable" } else { "immutable" },
+                "version": 2,
+                "data": hex::encode(&sp.data),
+                "write_enabler": sp.write_enabler.map(hex::encode),
+                "leases": leases,
+                "stock_modify": stock_modify,
+            })).collect::<Vec<_>>(),
+        })
     }
 
     fn stock_check(storage: &Path, manifest: &Value) {
@@ -1145,9 +1200,10 @@ mod disk {
         );
     }
 
-    /// Shares written by stock's own classes (with leases, v1 and v2 containers) are listed
-    /// and read exactly; lafs modifies some of them (both write paths) and stock reads the
-    /// result, leases intact.
+    /// Shares written by stock's own classes (with leases, v1 and v2 containers, a partially
+    /// written immutable share, a truncated mutable one) are listed and read exactly; lafs
+    /// modifies the mutable ones (both write paths) and stock reads the result, leases and
+    /// container versions intact.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stock_written_shares_are_read_and_modified_by_lafs() {
         let dir = tempfile::tempdir().unwrap();
@@ -1155,72 +1211,65 @@ mod disk {
         let out = run_stock(&["make".as_ref(), storage.as_os_str()]);
         let mut manifest: Value = serde_json::from_str(&out).unwrap();
         let b = open(&storage);
-        let entries = manifest_entries(&manifest);
-        assert_eq!(entries.len(), 8);
-        for (s, n, kind, data, we) in &entries {
+        let specs = parse_manifest(&manifest);
+        assert_eq!(specs.len(), 8);
+        for sp in &specs {
+            let (s, n) = (&sp.si, sp.shnum);
             let listed = b.list_shares(s).await.unwrap();
-            let share = listed.iter().find(|x| x.shnum == *n).expect("listed");
-            let want_kind = if kind == "mutable" {
+            let share = listed.iter().find(|x| x.shnum == n).expect("listed");
+            let kind = if sp.mutable {
                 ShareKind::Mutable
             } else {
                 ShareKind::Immutable
             };
             assert_eq!(
                 (share.kind, share.size, &share.corrupt),
-                (want_kind, data.len() as u64, &None),
+                (kind, sp.data.len() as u64, &None),
                 "{s:?}/{n}"
             );
-            assert!(read_all(&b, s, *n).await == *data, "{s:?}/{n}: contents");
-            assert!(
-                b.read(s, *n, data.len() as u64, 1000)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
-            match we {
-                Some(we) => assert_eq!(b.mutable_write_enabler(s, *n).await.unwrap(), Some(*we)),
+            assert!(read_all(&b, s, n).await == sp.data, "{s:?}/{n}: contents");
+            let past = b.read(s, n, sp.data.len() as u64, 1000).await.unwrap();
+            assert!(past.is_empty(), "{s:?}/{n}: leases leaked past the end");
+            match sp.write_enabler {
+                Some(we) => assert_eq!(b.mutable_write_enabler(s, n).await.unwrap(), Some(we)),
                 None => assert!(matches!(
-                    b.mutable_write_enabler(s, *n).await,
+                    b.mutable_write_enabler(s, n).await,
                     Err(BackendError::Invalid(_))
                 )),
             }
         }
-        let mut listed_sis = b.list_storage_indexes(None, 100).await.unwrap();
-        let mut want_sis: Vec<_> = entries.iter().map(|e| e.0).collect();
+        let mut want_sis: Vec<_> = specs.iter().map(|sp| sp.si).collect();
         want_sis.sort();
         want_sis.dedup();
-        assert_eq!(listed_sis, want_sis);
-        listed_sis.clear();
+        assert_eq!(b.list_storage_indexes(None, 100).await.unwrap(), want_sis);
 
         // lafs modifies the mutable shares: in place past the extra-lease block (share 0),
-        // rewritten (share 1 and the v1 share), truncated in place (share 2).
+        // rewritten (share 1 and the v1 share 9), truncated in place (share 2).
         let inplace = open(&storage).with_mutable_rewrite_limit(0);
         let rewrite = open(&storage).with_mutable_rewrite_limit(u64::MAX);
-        let shares = manifest["shares"].as_array_mut().unwrap();
-        for (e, (s, n, kind, data, _)) in shares.iter_mut().zip(&entries) {
-            if kind != "mutable" {
+        let entries = manifest["shares"].as_array_mut().unwrap();
+        for (e, sp) in entries.iter_mut().zip(&specs) {
+            if !sp.mutable {
                 continue;
             }
-            let mut m = data.clone();
-            let w = match n {
+            let mut m = sp.data.clone();
+            let w = match sp.shnum {
                 2 => mw(&[], Some(300), 0),
                 _ => mw(
-                    &[(0, b"lafs"), (data.len() as u64 + 7, b"grown by lafs")],
+                    &[(0, b"lafs"), (m.len() as u64 + 7, b"grown by lafs")],
                     None,
                     0,
                 ),
             };
             model_apply(&mut m, &w);
-            let backend = if *n == 0 || *n == 2 {
+            let backend = if sp.shnum == 0 || sp.shnum == 2 {
                 &inplace
             } else {
                 &rewrite
             };
-            assert_eq!(
-                backend.write_mutable(s, *n, w).await.unwrap(),
-                m.len() as u64
-            );
-            assert!(read_all(&b, s, *n).await == m);
+            let len = backend.write_mutable(&sp.si, sp.shnum, w).await.unwrap();
+            assert_eq!(len, m.len() as u64);
+            assert!(read_all(&b, &sp.si, sp.shnum).await == m);
             e["data"] = json!(hex::encode(&m));
         }
         stock_check(&storage, &manifest);
@@ -1239,7 +1288,13 @@ mod disk {
             let s = StorageIndex([0x50 + i as u8; 16]);
             let data = pattern(size, i as u64);
             put_immutable(&b, &s, i as u16, &data).await;
-            shares.push((s, i as u16, "immutable", data, None));
+            shares.push(Spec {
+                si: s,
+                shnum: i as u16,
+                mutable: false,
+                data,
+                write_enabler: None,
+            });
         }
         for (i, (size, truncate)) in [(0u64, None), (5, None), (2000, None), (3000, Some(1200))]
             .into_iter()
@@ -1254,54 +1309,38 @@ mod disk {
                 b.write_mutable(&s, 0, mw(&[], Some(n), 0)).await.unwrap();
                 data.truncate(n as usize);
             }
-            shares.push((s, 0, "mutable", data, Some([0x30 + i as u8; 32])));
+            shares.push(Spec {
+                si: s,
+                shnum: 0,
+                mutable: true,
+                data,
+                write_enabler: Some([0x30 + i as u8; 32]),
+            });
         }
-        let manifest =
-            |leases: u64,
-             modify: bool,
-             shares: &[(StorageIndex, u16, &str, Vec<u8>, Option<[u8; 32]>)]| {
-                json!({
-                    "nodeid": hex::encode([0x07; 20]),
-                    "shares": shares.iter().map(|(s, n, kind, data, we)| json!({
-                        "si": s.to_base32(),
-                        "shnum": n,
-                        "kind": kind,
-                        "version": 2,
-                        "data": hex::encode(data),
-                        "write_enabler": we.map(hex::encode),
-                        "leases": leases,
-                        "stock_modify": modify,
-                    })).collect::<Vec<_>>(),
-                })
-            };
         // Stock reads them (no leases), then adds five leases to each and grows the mutable
         // ones by a 10-byte hole and b"stock".
-        stock_check(&storage, &manifest(0, true, &shares));
-        for (s, n, kind, data, _) in &mut shares {
-            if *kind == "mutable" {
-                data.extend([0u8; 10]);
-                data.extend(b"stock");
+        stock_check(&storage, &manifest(&shares, 0, true));
+        for sp in &mut shares {
+            if sp.mutable {
+                sp.data.extend([0u8; 10]);
+                sp.data.extend(b"stock");
             }
-            let listed = b.list_shares(s).await.unwrap();
+            let listed = b.list_shares(&sp.si).await.unwrap();
             assert_eq!(listed.len(), 1);
-            assert_eq!(listed[0].size, data.len() as u64, "{s:?}: size with leases");
-            assert!(
-                read_all(&b, s, *n).await == *data,
-                "{s:?}: contents with leases"
-            );
+            assert_eq!(listed[0].size, sp.data.len() as u64, "{sp:?}: size");
+            let got = read_all(&b, &sp.si, sp.shnum).await;
+            assert!(got == sp.data, "{:?}: contents with leases", sp.si);
         }
         // lafs grows the mutable shares again, in place, past stock's extra-lease block.
         let inplace = open(&storage).with_mutable_rewrite_limit(0);
-        for (s, n, kind, data, _) in &mut shares {
-            if *kind == "mutable" {
-                let w = mw(&[(data.len() as u64 + 3, b"lafs again")], None, 0);
-                model_apply(data, &w);
-                inplace.write_mutable(s, *n, w).await.unwrap();
-                assert!(read_all(&b, s, *n).await == *data);
-            }
+        for sp in shares.iter_mut().filter(|sp| sp.mutable) {
+            let w = mw(&[(sp.data.len() as u64 + 3, b"lafs again")], None, 0);
+            model_apply(&mut sp.data, &w);
+            inplace.write_mutable(&sp.si, sp.shnum, w).await.unwrap();
+            assert!(read_all(&b, &sp.si, sp.shnum).await == sp.data);
         }
-        // Five leases each (stock's write renewed one of them).
-        stock_check(&storage, &manifest(5, false, &shares));
+        // Five leases each (stock's own write renewed one of them).
+        stock_check(&storage, &manifest(&shares, 5, false));
     }
 }
 

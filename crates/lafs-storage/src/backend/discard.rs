@@ -319,6 +319,8 @@ mod tests {
             up.write(999_999, Bytes::from_static(b"xy")).await,
             Err(BackendError::Invalid(_))
         ));
+        let staged = up.read(999_990, 100).await.unwrap();
+        assert_eq!(&staged[..], &[0u8; 10]);
         assert_eq!(up.commit().await.unwrap(), 1_000_000);
         let listed = b.list_shares(&si(1)).await.unwrap();
         assert_eq!(listed.len(), 1);

@@ -4,7 +4,7 @@
 //! - **A stock server can take the directory back, and we can take stock's.** Layout
 //!   `storage/shares/<si[:2]>/<si>/<shnum>` (base32 storage index, decimal share number),
 //!   uploads staged at `storage/shares/incoming/<si[:2]>/<si>/<shnum>`; containers exactly as
-//!   stock 1.20 writes them (see [`container`](self::container) for the byte layouts).
+//!   stock 1.20 writes them (the private `container` module documents the byte layouts).
 //!   Verified against stock 1.20 (its `StorageServer`, `BucketWriter`, `ShareFile` and
 //!   `MutableShareFile` run from a virtualenv; `tests/backend_conformance.rs`):
 //!   - new immutable shares are **version 2** containers (`>LLL` = 2, min(2^32-1, allocated
@@ -24,15 +24,30 @@
 //!   - reading accepts immutable v1 and v2 and mutable v1 and v2, ignoring leases (share
 //!     data length = file size - 0x0c - 72 * lease count for immutable shares; the header's
 //!     data length for mutable ones). Leases already in stock containers are preserved when
-//!     lafs modifies a mutable share.
+//!     lafs modifies a mutable share (and so is the container version).
+//!   - a file with any other header (unknown version, too short, a length that does not fit
+//!     the file) is listed with `corrupt: Some(reason)`, size 0, and kind `Mutable` if it
+//!     starts with a mutable magic, else `Immutable` (stock's `get_share_file` also assumes
+//!     immutable); reads, write-enabler lookups and mutable writes of it fail with
+//!     [`BackendError::Corrupt`]; `delete` removes it.
 //! - **Durability.** An immutable share is visible only after `commit`, and durable when it
 //!   returns: fsync the staged file, create (and fsync the parents of) the share directories,
 //!   rename without replacing (`renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`), fsync the
 //!   share directory. A crash before the rename leaves only a staged file, which
-//!   [`Backend::clean_incoming`] removes at start (stock does the same). Mutable writes: see
-//!   [`mutable`](self::mutable): new shares and small shares (container up to
-//!   [`DEFAULT_MUTABLE_REWRITE_LIMIT`]) are rewritten atomically (temp file, fsync, rename,
-//!   fsync directory); larger ones are written in place with ordered fsyncs.
+//!   [`Backend::clean_incoming`] removes at start (stock does the same).
+//!
+//!   Mutable writes (the server holds the share's lock): a new share, or an existing one whose
+//!   container stays at or below [`DEFAULT_MUTABLE_REWRITE_LIMIT`], is written whole to a
+//!   temporary file under `incoming/lafs-mutable-tmp/`, fsynced, renamed into place (a new
+//!   share without replacing anything) and the directory fsynced: after a crash, the old or
+//!   the new share. Larger shares (MDMF can be gigabytes) are modified in place, never
+//!   rewritten: (1) if the data grows past the extra-lease block, the block is copied past
+//!   the new end and its offset updated, fsync; (2) holes over possibly stale bytes are
+//!   zero-filled and the data written, fsync; (3) the new data length is written, fsync.
+//!   After a crash the recorded length is the old or the new one and never exposes stale
+//!   bytes; bytes overwritten inside the old length may be torn (part old, part new), which
+//!   Tahoe's signed and hashed mutable share format detects: readers reject the share and
+//!   the client's next publish or repair rewrites it.
 //! - **Safety.** Paths are only built from a [`StorageIndex`]'s base32 and a numeric share
 //!   number. Listing accepts only canonical names (lower-case base32 under the matching
 //!   prefix, canonical decimal share numbers), skips symlinks and non-directories, and share
@@ -48,8 +63,9 @@
 //!   the last write wins).
 //! - Windows: this backend uses Unix positional I/O and `O_NOFOLLOW`.
 //! - Locking between processes: one server owns a storage directory.
-//! - Durable deletes: `delete` fsyncs the share directory but does not fsync the removal of
-//!   emptied directories; a share that reappears after a crash is re-adopted by the crawler.
+//! - Durable directory removal: `delete` fsyncs the share directory (the unlink is durable)
+//!   but not the removal of an emptied storage index directory; one that reappears after a
+//!   crash is empty, and empty directories list no storage index.
 //!
 //! # Concurrency
 //! The server serialises operations on one share. Operations on different shares may run

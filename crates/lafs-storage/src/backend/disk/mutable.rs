@@ -129,7 +129,13 @@ pub(super) fn remove_share_file(
         Err(e) => return Err(io_ctx("remove share")(e)),
     }
     let dir = layout.si_dir(si);
-    fsync_dir(&dir).map_err(io_ctx("fsync share directory"))?;
+    match fsync_dir(&dir) {
+        Ok(()) => {}
+        // A concurrent delete of the last other share removed the directory: nothing left
+        // to make durable.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_ctx("fsync share directory")(e)),
+    }
     remove_dir_if_empty(&dir);
     Ok(())
 }
