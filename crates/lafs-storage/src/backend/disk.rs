@@ -509,16 +509,7 @@ impl ImmutableUpload for DiskUpload {
     }
 
     async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .filter(|end| *end <= self.allocated)
-            .ok_or_else(|| {
-                BackendError::Invalid(format!(
-                    "write of {} bytes at offset {offset} exceeds the allocated size {}",
-                    data.len(),
-                    self.allocated
-                ))
-            })?;
+        let end = super::staged_write_end(offset, data.len(), self.allocated)?;
         if data.is_empty() {
             return Ok(());
         }

@@ -372,16 +372,7 @@ impl ImmutableUpload for MemoryUpload {
     }
 
     async fn write(&mut self, offset: u64, data: Bytes) -> BackendResult<()> {
-        let end = offset
-            .checked_add(to_len(data.len()))
-            .filter(|end| *end <= self.allocated)
-            .ok_or_else(|| {
-                BackendError::Invalid(format!(
-                    "write of {} bytes at offset {offset} exceeds the allocated size {}",
-                    data.len(),
-                    self.allocated
-                ))
-            })?;
+        let end = super::staged_write_end(offset, data.len(), self.allocated)?;
         if data.is_empty() {
             return Ok(());
         }

@@ -120,6 +120,18 @@ impl From<std::io::Error> for BackendError {
 /// Result alias.
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// End offset of a staged write of `len` bytes at `offset`, refused beyond `allocated`.
+pub(crate) fn staged_write_end(offset: u64, len: usize, allocated: u64) -> BackendResult<u64> {
+    offset
+        .checked_add(len as u64)
+        .filter(|end| *end <= allocated)
+        .ok_or_else(|| {
+            BackendError::Invalid(format!(
+                "write of {len} bytes at offset {offset} exceeds the allocated size {allocated}"
+            ))
+        })
+}
+
 /// A staged immutable share upload. Dropping it without commit aborts it.
 #[async_trait]
 pub trait ImmutableUpload: Send + std::fmt::Debug {
