@@ -6,10 +6,14 @@
 //!   `Authorization` check, as in stock);
 //! - `HEAD` is allowed wherever `GET` is (werkzeug adds it), answered without a body;
 //! - the query string is ignored;
-//! - a storage index segment must be `[a-z2-7]{26}` with canonical trailing bits, a share
-//!   number one or more ASCII digits (leading zeros allowed, as stock); anything else in
-//!   those places means no route matches: 404 ([`ProtocolError::InvalidStorageIndex`] for
-//!   the storage index, so logs say why);
+//! - a share number is one or more ASCII digits (leading zeros allowed, as stock); anything
+//!   else there means no route matches: 404;
+//! - a storage index segment must be `[a-z2-7]{26}` with canonical trailing bits; anything
+//!   else is [`ProtocolError::InvalidStorageIndex`] (400, as the storage-server issue's
+//!   acceptance names; stock answers 404 because no route matches);
+//! - a path under `/storage/` with a `.` or `..` segment, a `%` escape or a backslash is
+//!   [`ProtocolError::InvalidPath`] (400) before any routing: traversal attempts are refused
+//!   loudly, whatever their shape;
 //! - a share number above 255 matches the route and is reported as
 //!   [`ProtocolError::ShareNumberOutOfRange`] (404, what stock answers for a share it does
 //!   not have) after the method check.
@@ -154,6 +158,12 @@ enum Route {
 fn route(path: &str) -> Result<Route, ProtocolError> {
     let unknown = ProtocolError::UnknownEndpoint;
     let rest = path.strip_prefix("/storage/").ok_or(unknown.clone())?;
+    if rest
+        .split('/')
+        .any(|seg| seg == "." || seg == ".." || seg.contains(['%', '\\']))
+    {
+        return Err(ProtocolError::InvalidPath);
+    }
     // At most 6 segments exist; stop splitting early on long junk.
     let segments: Vec<&str> = rest.splitn(7, '/').collect();
     let si = |s: &str| s.parse::<StorageIndex>();
@@ -523,7 +533,6 @@ mod tests {
             SI[..25].to_owned(),
             format!("{SI}a"),
             format!("{}b", &SI[..25]),
-            format!("%61{}", &SI[1..]),
             format!("{}..", &SI[..24]),
         ];
         let paths: Vec<String> = vec![
@@ -541,13 +550,10 @@ mod tests {
             "/Storage/v1/version".into(),
             "storage/v1/version".into(),
             format!("/storage/v1/immutable/{SI}/"),
-            format!("/storage/v1/immutable/{SI}/../{SI}/shares"),
-            format!("/storage/v1/immutable/{SI}/./shares"),
             format!("/storage/v1/immutable/{SI}/-1"),
             format!("/storage/v1/immutable/{SI}/+1"),
             format!("/storage/v1/immutable/{SI}/1.0"),
             format!("/storage/v1/immutable/{SI}/١"),
-            format!("/storage/v1/immutable/{SI}/%31"),
             format!("/storage/v1/immutable/{SI}/0/abort/"),
             format!("/storage/v1/immutable/{SI}/0/abort/x"),
             format!("/storage/v1/immutable/{SI}/shares/x"),
@@ -568,7 +574,17 @@ mod tests {
             si_paths.push(format!("/storage/v1/mutable/{s}/read-test-write"));
             si_paths.push(format!("/storage/v1/lease/{s}"));
         }
-        si_paths.push(format!("/storage/v1/immutable/{SI}%2fshares"));
+        let traversal = [
+            format!("/storage/v1/immutable/{SI}/../{SI}/shares"),
+            format!("/storage/v1/immutable/{SI}/./shares"),
+            format!("/storage/v1/immutable/{SI}/%31"),
+            format!("/storage/v1/immutable/{SI}%2fshares"),
+            "/storage/v1/immutable/../../../etc/passwd".into(),
+            "/storage/v1/immutable/%2e%2e/x/0".into(),
+            format!("/storage/v1/mutable/{SI}/..\\..\\x"),
+            "/storage/v1/version/../version".into(),
+            format!("/storage/v1/immutable/%61{}", &SI[1..]),
+        ];
         for m in [
             Method::GET,
             Method::HEAD,
@@ -584,7 +600,12 @@ mod tests {
             for path in &si_paths {
                 let e = Endpoint::parse(&m, path).unwrap_err();
                 assert_eq!(e, ProtocolError::InvalidStorageIndex, "{m} {path}");
-                assert_eq!(e.status().as_u16(), 404);
+                assert_eq!(e.status().as_u16(), 400);
+            }
+            for path in &traversal {
+                let e = Endpoint::parse(&m, path).unwrap_err();
+                assert_eq!(e, ProtocolError::InvalidPath, "{m} {path}");
+                assert_eq!(e.status().as_u16(), 400);
             }
         }
     }

@@ -23,10 +23,15 @@ pub enum ProtocolError {
     /// No endpoint has this path (404).
     #[error("no such endpoint")]
     UnknownEndpoint,
-    /// A path segment that should be a storage index is not 26 characters of canonical base32.
-    /// 404, as stock: its route's converter refuses the segment, so no route matches.
+    /// A path segment that should be a storage index is not 26 characters of canonical base32
+    /// (400, as the acceptance names; stock answers 404 because no route matches, and
+    /// stock clients never send one).
     #[error("invalid storage index")]
     InvalidStorageIndex,
+    /// A path under `/storage/` with a `.` or `..` segment, a percent-escape or a backslash:
+    /// an attempt at path traversal (400). Nothing is looked up for it.
+    #[error("invalid path")]
+    InvalidPath,
     /// A share number in a path is above 255. 404, as stock answers for a share it does not
     /// have.
     #[error("share number out of range")]
@@ -103,15 +108,16 @@ impl ProtocolError {
     /// statuses.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownEndpoint
-            | Self::InvalidStorageIndex
-            | Self::ShareNumberOutOfRange
-            | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::UnknownEndpoint | Self::ShareNumberOutOfRange | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed { .. } | Self::AlreadyComplete => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized | Self::WrongUploadSecret | Self::WrongWriteEnabler => {
                 StatusCode::UNAUTHORIZED
             }
             Self::MalformedAuthorization
+            | Self::InvalidStorageIndex
+            | Self::InvalidPath
             | Self::BadSecrets(_)
             | Self::MalformedCbor(_)
             | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
@@ -159,7 +165,8 @@ mod tests {
     fn statuses() {
         let cases: Vec<(ProtocolError, u16)> = vec![
             (ProtocolError::UnknownEndpoint, 404),
-            (ProtocolError::InvalidStorageIndex, 404),
+            (ProtocolError::InvalidStorageIndex, 400),
+            (ProtocolError::InvalidPath, 400),
             (ProtocolError::ShareNumberOutOfRange, 404),
             (ProtocolError::NotFound, 404),
             (ProtocolError::MethodNotAllowed { allow: "GET, HEAD" }, 405),

@@ -613,6 +613,19 @@ impl StorageServer {
         {
             return Err(ServerError::NotFound);
         }
+        self.read_more(si, shnum, offset, len).await
+    }
+
+    /// Continues a read that [`StorageServer::read`] started: the share's state was checked
+    /// then, so this goes straight to the backend (a share collected meanwhile fails to read,
+    /// which ends the stream with an error). Corruption found here is recorded as in `read`.
+    pub async fn read_more(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> ServerResult<Bytes> {
         match self.backend.read(si, shnum, offset, len).await {
             Ok(b) => Ok(b),
             Err(BackendError::Corrupt(reason)) => {

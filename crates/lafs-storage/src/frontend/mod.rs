@@ -12,6 +12,7 @@ use crate::types::{ShareKind, StorageIndex};
 use bytes::Bytes;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use lafs_protocol::{
@@ -26,6 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod io;
+pub use io::{ChannelBody, StallGuard};
+
+/// How much of a share one step of a streamed read fetches from the backend.
+const READ_CHUNK: u64 = 512 << 10;
+/// Chunks a streamed read may have waiting for the client.
+const READ_DEPTH: usize = 2;
 
 /// Re-exported so callers need no direct rustls dependency.
 pub use rustls::ServerConfig as RustlsServerConfig;
@@ -45,6 +54,9 @@ pub struct Limits {
     pub max_rtw_body: u64,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Time a response write may stay blocked (the client not reading) before the connection
+    /// is closed.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +68,7 @@ impl Default for Limits {
             max_write_body: 16 << 20,
             max_rtw_body: 64 << 20,
             max_connections: 1024,
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -104,7 +117,11 @@ pub struct Frontend {
     limits: Limits,
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<BoxBody<Bytes, std::io::Error>>;
+
+fn full(data: Bytes) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(data).map_err(|never| match never {}).boxed()
+}
 
 fn si_of(si: lafs_protocol::StorageIndex) -> StorageIndex {
     StorageIndex(*si.as_bytes())
@@ -132,7 +149,7 @@ pub fn error_status(e: &ServerError) -> StatusCode {
 }
 
 fn text(status: StatusCode, msg: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    let mut r = Response::new(full(Bytes::from(format!("{msg}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -159,7 +176,7 @@ fn server_error(e: &ServerError) -> Resp {
 }
 
 fn cbor<T: CborBody>(status: StatusCode, body: &T) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.encode())));
+    let mut r = Response::new(full(Bytes::from(body.encode())));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/cbor"));
@@ -284,8 +301,9 @@ impl Frontend {
                         .filter_map(|n| u8::try_from(n).ok().map(ShareNum::new))
                         .collect()
                 };
+                // 200 as stock (`_send_encoded` keeps Twisted's default code).
                 Ok(cbor(
-                    StatusCode::CREATED,
+                    StatusCode::OK,
                     &AllocateResponse {
                         already_have: to_set(have),
                         allocated: to_set(allocated),
@@ -362,12 +380,46 @@ impl Frontend {
                     ReadPlan::Partial { start, end } => (start, end),
                     ReadPlan::Empty => (0, 0),
                 };
-                let data = if end > start && !head {
-                    server.read(kind, &si, shnum, start, end - start).await?
+                let len = end.saturating_sub(start);
+                let body = if len == 0 || head {
+                    full(Bytes::new())
                 } else {
-                    Bytes::new()
+                    // The first chunk is read here, so a share that cannot be read gets an
+                    // error status; the rest streams (a failure later closes the connection,
+                    // which the client sees as a short body, never as good data).
+                    let first_len = len.min(READ_CHUNK);
+                    let first = server.read(kind, &si, shnum, start, first_len).await?;
+                    if first_len == len {
+                        full(first)
+                    } else {
+                        let (tx, body) = ChannelBody::channel(len, READ_DEPTH);
+                        let server = server.clone();
+                        tokio::spawn(async move {
+                            if tx.send(Ok(first)).await.is_err() {
+                                return;
+                            }
+                            let mut at = start + first_len;
+                            while at < end {
+                                let n = (end - at).min(READ_CHUNK);
+                                let chunk = server
+                                    .read_more(&si, shnum, at, n)
+                                    .await
+                                    .map_err(|e| std::io::Error::other(e.to_string()));
+                                let failed = chunk.is_err();
+                                if tx.send(chunk).await.is_err() || failed {
+                                    return;
+                                }
+                                at += n;
+                            }
+                        });
+                        body.boxed()
+                    }
                 };
-                let mut r = Response::new(Full::new(data));
+                let mut r = Response::new(body);
+                if head {
+                    r.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
                 *r.status_mut() = plan.status();
                 r.headers_mut().insert(
                     CONTENT_TYPE,
@@ -399,7 +451,7 @@ impl Frontend {
             }
             Endpoint::LeaseAddOrRenew { si } => {
                 server.add_or_renew_lease(account, &si_of(si)).await?;
-                let mut r = Response::new(Full::new(Bytes::new()));
+                let mut r = Response::new(full(Bytes::new()));
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 Ok(r)
             }
@@ -538,7 +590,7 @@ async fn serve_connection(
             return;
         }
     };
-    let io = hyper_util::rt::TokioIo::new(tls);
+    let io = hyper_util::rt::TokioIo::new(StallGuard::new(tls, fe.limits.stall_timeout));
     let header_timeout = fe.limits.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
