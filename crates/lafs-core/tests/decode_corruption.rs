@@ -118,3 +118,29 @@ fn all_shares_corrupt_is_an_error() {
         .collect();
     assert!(decode_bytes(&cap, &v).is_err());
 }
+
+/// An uploader allocates `Plan::share_size` bytes before encoding; every share must be
+/// exactly that long (servers commit a share only when every allocated byte is written).
+#[test]
+fn planned_share_size_is_the_encoded_share_length() {
+    use lafs_core::chk::{EncodingParams, Plan, encode_bytes};
+    for (size, k, n, seg) in [
+        (56u64, 3u16, 10u16, 131_072u64),
+        (1000, 1, 1, 131_072),
+        (131_073, 3, 10, 131_072),
+        (1 << 20, 25, 100, 4096),
+        (300_000, 7, 7, 1000),
+    ] {
+        let params = EncodingParams {
+            needed_shares: k,
+            total_shares: n,
+            max_segment_size: seg,
+        };
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let plan = Plan::new(size, &params).unwrap();
+        let enc = encode_bytes(&data, &params, b"secret").unwrap();
+        for share in &enc.shares {
+            assert_eq!(share.len() as u64, plan.share_size(), "size {size} k {k} n {n}");
+        }
+    }
+}

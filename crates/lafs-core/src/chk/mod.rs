@@ -239,6 +239,30 @@ impl Plan {
         }
     }
 
+    /// The UEB of a file with this plan and these hashes.
+    pub fn ueb(&self, crypttext_hash: Hash, crypttext_root_hash: Hash, share_root_hash: Hash) -> Ueb {
+        Ueb {
+            codec_name: "crs".into(),
+            codec_params: (self.segment_size, self.needed_shares, self.total_shares),
+            tail_codec_params: (self.padded_tail_size, self.needed_shares, self.total_shares),
+            crypttext_hash: Some(crypttext_hash),
+            crypttext_root_hash,
+            share_root_hash,
+            needed_shares: self.needed_shares,
+            total_shares: self.total_shares,
+            num_segments: self.num_segments,
+            segment_size: self.segment_size,
+            size: self.size,
+        }
+    }
+
+    /// Length of every share of the file, known before encoding (the UEB's length does not
+    /// depend on its hash values): what an uploader allocates on servers.
+    pub fn share_size(&self) -> u64 {
+        let ueb_len = self.ueb([0; 32], [0; 32], [0; 32]).pack().len() as u64;
+        self.layout.share_len(ueb_len)
+    }
+
     /// Offset of block `index` within a share.
     pub fn block_offset(&self, index: u64) -> u64 {
         self.layout.data + index * self.block_size
@@ -462,19 +486,11 @@ impl ChkEncoder {
             self.block_hashes.iter().map(|l| HashTree::new(l)).collect();
         let roots: Vec<Hash> = block_trees.iter().map(HashTree::root).collect();
         let share_tree = HashTree::new(&roots);
-        let ueb = Ueb {
-            codec_name: "crs".into(),
-            codec_params: (plan.segment_size, plan.needed_shares, plan.total_shares),
-            tail_codec_params: (plan.padded_tail_size, plan.needed_shares, plan.total_shares),
-            crypttext_hash: Some(self.crypttext_hasher.finalize()),
-            crypttext_root_hash: crypttext_tree.root(),
-            share_root_hash: share_tree.root(),
-            needed_shares: plan.needed_shares,
-            total_shares: plan.total_shares,
-            num_segments: plan.num_segments,
-            segment_size: plan.segment_size,
-            size: plan.size,
-        };
+        let ueb = plan.ueb(
+            self.crypttext_hasher.finalize(),
+            crypttext_tree.root(),
+            share_tree.root(),
+        );
         let ueb_bytes = ueb.pack();
         let cap = ChkCap {
             key: self.key,
