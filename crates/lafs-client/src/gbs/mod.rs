@@ -332,7 +332,7 @@ const MAX_ERROR_BODY: usize = limits::STOCK_CLIENT_MAX_ERROR_BODY;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a read of share data delivers into.
-trait ReadSink {
+trait ReadSink: Send {
     /// The server announced `len` bytes (at most what was asked for).
     fn start(&mut self, len: usize);
     /// The next bytes; the total never exceeds the announced length.
@@ -916,8 +916,8 @@ impl StorageClient {
     }
 
     /// `POST /storage/v1/{immutable,mutable}/:si/:sh/corrupt`: tells the server a share
-    /// looks corrupt. `reason` is cut to the protocol's 32765 bytes (an empty one becomes
-    /// "unspecified"); it must not contain secrets.
+    /// looks corrupt. `reason` is cut to 32757 bytes, the most a stock server accepts (an
+    /// empty one becomes "unspecified"); it must not contain secrets.
     pub async fn advise_corrupt_share(
         &self,
         kind: ShareKind,
@@ -929,7 +929,9 @@ impl StorageClient {
             ShareKind::Immutable => Endpoint::ImmutableAdvise { si, shnum },
             ShareKind::Mutable => Endpoint::MutableAdvise { si, shnum },
         };
-        let (_, max) = limits::REASON_LEN;
+        // The spec allows 32765 bytes, but stock servers (and lafs's) take bodies of at most
+        // 32768 bytes, and the CBOR map around the text costs 11: 32757 is what fits.
+        let max = limits::MAX_ADVISE_CORRUPT_BODY - 11;
         let mut reason = if reason.is_empty() {
             "unspecified".to_owned()
         } else {
