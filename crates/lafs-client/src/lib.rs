@@ -14,12 +14,15 @@
 //! API. This crate does I/O only in [`gbs`] (network), [`servers::read_servers_yaml`] (one
 //! file) and [`Grid`] (polling); the rest is pure and tested without sockets.
 
+pub mod download;
 pub mod gbs;
 mod grid;
 pub mod happiness;
 pub mod ring;
 pub mod servers;
 pub mod status;
+pub mod store;
+pub mod upload;
 
 pub use gbs::{ClientOptions, ErrorKind, GbsError, ShareKind, StorageClient, Timeouts};
 pub use grid::{Grid, GridServer};

@@ -140,7 +140,11 @@ fn planned_share_size_is_the_encoded_share_length() {
         let plan = Plan::new(size, &params).unwrap();
         let enc = encode_bytes(&data, &params, b"secret").unwrap();
         for share in &enc.shares {
-            assert_eq!(share.len() as u64, plan.share_size(), "size {size} k {k} n {n}");
+            assert_eq!(
+                share.len() as u64,
+                plan.share_size(),
+                "size {size} k {k} n {n}"
+            );
         }
     }
 }

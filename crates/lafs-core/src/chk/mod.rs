@@ -240,7 +240,12 @@ impl Plan {
     }
 
     /// The UEB of a file with this plan and these hashes.
-    pub fn ueb(&self, crypttext_hash: Hash, crypttext_root_hash: Hash, share_root_hash: Hash) -> Ueb {
+    pub fn ueb(
+        &self,
+        crypttext_hash: Hash,
+        crypttext_root_hash: Hash,
+        share_root_hash: Hash,
+    ) -> Ueb {
         Ueb {
             codec_name: "crs".into(),
             codec_params: (self.segment_size, self.needed_shares, self.total_shares),
