@@ -297,6 +297,14 @@ impl Proc {
         }
     }
 
+    /// SIGKILL at once (no chance to clean up) and reap the process.
+    pub fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            self.exit = child.wait().ok();
+        }
+    }
+
     /// SIGTERM, then waits up to `grace` (SIGKILL after that). Returns the exit status.
     pub fn terminate(&mut self, grace: Duration) -> ExitStatus {
         if let Some(s) = self.exit_status() {
@@ -390,6 +398,8 @@ pub struct LafsServer {
     pub dir: PathBuf,
     pub name: String,
     proc: Option<Proc>,
+    /// Length of the log when the current process started: readiness is looked for after it.
+    log_start: usize,
 }
 
 impl LafsServer {
@@ -417,6 +427,7 @@ impl LafsServer {
             dir: dir.to_owned(),
             name: name.to_owned(),
             proc: None,
+            log_start: 0,
         }
     }
 
@@ -432,6 +443,7 @@ impl LafsServer {
             .parent()
             .expect("node dir has a parent")
             .join(format!("{}.lafs.log", self.name));
+        self.log_start = fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let mut cmd = Command::new(LAFS);
         cmd.arg("run")
             .arg(&self.dir)
@@ -450,6 +462,7 @@ impl LafsServer {
         let deadline = Instant::now() + limit;
         loop {
             let log = proc.log_text();
+            let log = log.get(self.log_start..).unwrap_or_default().to_owned();
             // Only complete lines: the process may be half-way through writing one.
             let complete = log.rfind('\n').map_or("", |end| &log[..end]);
             if let Some(addr) = complete
