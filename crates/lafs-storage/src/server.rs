@@ -121,6 +121,19 @@ pub enum ServerError {
 /// Result alias.
 pub type ServerResult<T> = Result<T, ServerError>;
 
+/// What [`StorageServer::reconcile_share`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Nothing needed doing (any more).
+    Nothing,
+    /// The share was gone from the backend: its row and leases were removed.
+    Vanished,
+    /// The share's recorded size was corrected.
+    Resized,
+    /// An interrupted deletion was finished; this many bytes were freed.
+    Collected(u64),
+}
+
 /// Outcome of an immutable write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -226,6 +239,72 @@ impl StorageServer {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// The clock the server (and its crawler) reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Makes the lease database agree with the backend for one share the crawler found
+    /// different (STABLE in the database but missing from the backend, or of another size;
+    /// or GOING and still present), re-checking both under the storage index's modification
+    /// lock so that a concurrent mutable write is never mistaken for a change made behind
+    /// the server's back. Returns what was done.
+    pub async fn reconcile_share(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> ServerResult<Reconciled> {
+        let guard = self.mutable_lock(si);
+        let _held = guard.lock().await;
+        let Some(rec) = self.db.get_share(*si, shnum).await? else {
+            return Ok(Reconciled::Nothing);
+        };
+        let listed = self.backend.list_shares(si).await?;
+        let found = listed.iter().find(|s| s.shnum == shnum);
+        match (rec.state, found) {
+            (ShareState::Stable, None) => {
+                self.db.remove_share(*si, shnum).await?;
+                tracing::warn!(si = %si, shnum, "a share vanished from the backend; its lease database entry and leases are removed");
+                Ok(Reconciled::Vanished)
+            }
+            (ShareState::Stable, Some(s)) if s.corrupt.is_none() && s.size != rec.used_space => {
+                self.db.change_share_space(*si, shnum, s.size).await?;
+                Ok(Reconciled::Resized)
+            }
+            (ShareState::Going, None) => {
+                // A deletion that crashed after the backend delete: finish it.
+                self.db.remove_share(*si, shnum).await?;
+                Ok(Reconciled::Nothing)
+            }
+            (ShareState::Going, Some(_)) => {
+                // A deletion that crashed before the backend delete: finish it.
+                self.backend.delete(si, shnum).await?;
+                self.db.remove_share(*si, shnum).await?;
+                Ok(Reconciled::Collected(rec.used_space))
+            }
+            _ => Ok(Reconciled::Nothing),
+        }
+    }
+
+    /// Garbage-collects one share if it is STABLE and unleased: STABLE -> GOING (atomically
+    /// with the unleased check), backend delete, GOING -> NONE. Returns its size if it was
+    /// deleted. A backend failure leaves it GOING; the crawler finishes the deletion later.
+    pub async fn collect_if_unleased(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> ServerResult<Option<u64>> {
+        let guard = self.mutable_lock(si);
+        let _held = guard.lock().await;
+        let Some(rec) = self.db.mark_share_going_if_unleased(*si, shnum).await? else {
+            return Ok(None);
+        };
+        self.backend.delete(si, shnum).await?;
+        self.db.remove_share(*si, shnum).await?;
+        tracing::info!(si = %si, shnum, bytes = rec.used_space, "garbage-collected an unleased share");
+        Ok(Some(rec.used_space))
     }
 
     /// Recovers from a crash: COMING immutable shares whose upload never completed are
@@ -818,16 +897,23 @@ impl StorageServer {
                 continue;
             }
             if is_new {
+                // A concurrent reader or the crawler may have adopted the share between the
+                // backend write and here (it is already STABLE then): only its size is ours.
                 match self
                     .db
                     .add_new_share(*si, shnum, ShareKind::Mutable, new_size)
                     .await
                 {
-                    Ok(()) => {}
-                    Err(LeaseDbError::ShareExists { .. }) => {}
+                    Ok(())
+                    | Err(LeaseDbError::ShareExists {
+                        state: ShareState::Coming,
+                        ..
+                    }) => self.db.mark_share_stable(*si, shnum, new_size).await?,
+                    Err(LeaseDbError::ShareExists { .. }) => {
+                        self.db.change_share_space(*si, shnum, new_size).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
-                self.db.mark_share_stable(*si, shnum, new_size).await?;
             } else {
                 self.db.change_share_space(*si, shnum, new_size).await?;
             }
