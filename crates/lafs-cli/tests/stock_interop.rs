@@ -15,11 +15,13 @@
 mod common;
 
 use common::{
-    LafsServer, Scratch, StockClient, StockStorageNode, assert_same_bytes, random_bytes, tahoe_venv,
+    LafsServer, Scratch, StockClient, StockStorageNode, assert_same_bytes, random_bytes, run_ok,
+    tahoe_venv,
 };
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -247,6 +249,40 @@ fn lafs_takes_over_a_stock_storage_node() {
     assert_eq!(addr, node.addr(), "lafs listens where the stock node did");
     client.wait_connected(1, CONNECT_LIMIT);
     step(t0, "lafs serving the stock node's directory");
+
+    // One crawl adopts every share stock wrote (before any client request touched them).
+    run_ok(
+        Command::new(common::LAFS).arg("-d").arg(&node.dir).args([
+            "storage",
+            "crawl-now",
+            "--wait",
+            "--timeout",
+            "120",
+        ]),
+        Duration::from_secs(150),
+    );
+    let out = run_ok(
+        Command::new(common::LAFS).arg("-d").arg(&node.dir).args([
+            "storage",
+            "crawler",
+            "--json",
+            "--history",
+            "10",
+        ]),
+        Duration::from_secs(30),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let adopted: u64 = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["adopted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(adopted, 5, "every stock share adopted: {status:#}");
+    assert_eq!(status["last_cycle"]["shares_seen"], 5, "{status:#}");
+    assert_eq!(status["last_cycle"]["corrupt"], 0, "{status:#}");
+    assert!(status["cycles_completed"].as_u64().unwrap() >= 1);
+    step(t0, "one crawl adopted every stock share");
 
     // Everything stock stored reads back byte-identical through lafs.
     for (name, cap, data) in &files {
