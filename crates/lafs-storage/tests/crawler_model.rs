@@ -196,15 +196,14 @@ impl World {
 
     fn crawler(&mut self, expiry: bool) -> &mut Crawler {
         let s = self.s().clone();
-        let c = self.crawler.insert(Crawler::new(
+        self.crawler.insert(Crawler::new(
             s,
             CrawlerConfig {
                 list_batch: 2,
                 expiry: expiry.then(|| ExpiryPolicy::all(ExpiryMode::ExpirationTime)),
                 ..CrawlerConfig::default()
             },
-        ));
-        c
+        ))
     }
 
     async fn snap(&self) -> Snap {
