@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 on failure, 2 on bad usage (including malformed caps and
 //! arguments). Errors are one line on stderr and never contain secrets.
 
+mod accounts_cmd;
 mod cap_cmd;
 mod error;
 mod node_cmd;
@@ -67,6 +68,9 @@ fn main() -> ExitCode {
         ),
         Command::Storage(node_cmd::StorageCommand::Crawler(args)) => {
             storage_admin::run_crawler(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
+        }
+        Command::Storage(node_cmd::StorageCommand::Accounts(args)) => {
+            accounts_cmd::run(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
         }
         Command::Storage(node_cmd::StorageCommand::CrawlNow(args)) => storage_admin::run_crawl_now(
             &node_cmd::default_dir(cli.node_directory.as_deref()),

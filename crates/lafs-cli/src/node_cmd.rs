@@ -62,6 +62,8 @@ pub enum StorageCommand {
     Crawler(crate::storage_admin::CrawlerArgs),
     /// Ask the running server for a full crawl cycle now, unthrottled (after a restore).
     CrawlNow(crate::storage_admin::CrawlNowArgs),
+    /// List and control the accounts of this storage node (works while the server runs).
+    Accounts(crate::accounts_cmd::AccountsArgs),
 }
 
 fn node_error(e: NodeError) -> CliError {

@@ -51,7 +51,7 @@ fn db_path(dir: &Path) -> PathBuf {
     dir.join("storage").join("leasedb.sqlite")
 }
 
-fn open(dir: &Path) -> CliResult<SqliteLeaseDb> {
+pub fn open(dir: &Path) -> CliResult<SqliteLeaseDb> {
     let path = db_path(dir);
     SqliteLeaseDb::open_admin(&path).map_err(|e| match e {
         LeaseDbError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

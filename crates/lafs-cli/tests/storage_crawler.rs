@@ -126,3 +126,106 @@ fn crawler_cli_sees_shares_added_and_removed_by_hand_while_the_server_runs() {
     );
     assert_eq!(status(&dir)["pending_requests"], 1);
 }
+
+fn accounts_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["storage", "accounts"];
+    all.extend_from_slice(args);
+    let out = run_ok(&mut lafs(dir, &all), Duration::from_secs(30));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn accounts_cli_lists_and_controls_accounts_while_the_server_runs() {
+    let scratch = Scratch::new("accounts-cli");
+    let dir = scratch.join("node");
+    let mut server = LafsServer::init(&dir, "accounts");
+    server.start();
+    let shares = dir.join("storage/shares");
+    write_share(&shares, "aaaaaaaaaaaaaaaaaaaaaaaaaa", 0, &[1; 100]);
+    write_share(&shares, "aaaaaaaaaaaaaaaaaaaaaaaaaa", 1, &[1; 100]);
+    write_share(&shares, "mfrggzdfmztwq2lknnwg23tpoa", 0, &[2; 50]);
+    crawl_now(&dir);
+
+    let list = accounts_json(&dir, &["list", "--json"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:#?}");
+    assert_eq!(list[0]["name"], "anonymous");
+    assert_eq!(list[1]["name"], "starter");
+    // The crawler's adopted shares are the starter account's.
+    assert_eq!(list[1]["used"], 250);
+    assert_eq!(list[1]["shares"], 3);
+    assert_eq!(list[1]["leases"], 3);
+    for key in ["id", "name", "enabled", "quota", "used", "shares", "leases"] {
+        assert!(list[0].get(key).is_some(), "{key} in {:#}", list[0]);
+    }
+    assert_eq!(list[0]["quota"], Value::Null);
+
+    let out = run_ok(
+        &mut lafs(
+            &dir,
+            &[
+                "storage",
+                "accounts",
+                "add",
+                "--pubkey",
+                "v0-testkey",
+                "--name",
+                "alice",
+                "--quota",
+                "5GB",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(id, "2");
+    let a = accounts_json(&dir, &["show", "v0-testkey", "--json"]);
+    assert_eq!(
+        (a["id"].as_i64(), a["quota"].as_u64()),
+        (Some(2), Some(5_000_000_000))
+    );
+    run_ok(
+        &mut lafs(&dir, &["storage", "accounts", "set-quota", "2", "100MiB"]),
+        Duration::from_secs(30),
+    );
+    run_ok(
+        &mut lafs(&dir, &["storage", "accounts", "disable", "2"]),
+        Duration::from_secs(30),
+    );
+    let a = accounts_json(&dir, &["show", "2", "--json"]);
+    assert_eq!(a["quota"], 100 << 20);
+    assert_eq!(a["enabled"], false);
+    run_ok(
+        &mut lafs(&dir, &["storage", "accounts", "enable", "2"]),
+        Duration::from_secs(30),
+    );
+    run_ok(
+        &mut lafs(&dir, &["storage", "accounts", "set-quota", "2", "none"]),
+        Duration::from_secs(30),
+    );
+    let a = accounts_json(&dir, &["show", "2", "--json"]);
+    assert_eq!(
+        (a["enabled"].as_bool(), a["quota"].is_null()),
+        (Some(true), true)
+    );
+    // Bad input: clear usage errors, nothing changed.
+    for args in [
+        vec!["storage", "accounts", "set-quota", "2", "lots"],
+        vec!["storage", "accounts", "show", "99"],
+        vec!["storage", "accounts", "disable", "no-such-key"],
+        vec!["storage", "accounts", "add", "--pubkey", "v0-testkey"],
+    ] {
+        let out = run_with_timeout(&mut lafs(&dir, &args), Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(
+        accounts_json(&dir, &["list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    server.stop();
+}

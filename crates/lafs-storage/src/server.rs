@@ -348,6 +348,32 @@ impl StorageServer {
         (now, now + LEASE_DURATION.as_secs() as i64)
     }
 
+    /// Refuses a disabled or unknown account, or one whose usage plus `growth` bytes would
+    /// exceed its quota. Reads stay allowed for everyone (anyone with the cap can read).
+    async fn check_account(&self, account: AccountId, growth: u64) -> ServerResult<()> {
+        let Some(a) = self.db.get_account(account).await? else {
+            return Err(ServerError::Refused(format!("unknown account {account}")));
+        };
+        if !a.enabled {
+            return Err(ServerError::Refused(format!(
+                "account {account} ({}) is disabled on this server",
+                a.name
+            )));
+        }
+        if let Some(quota) = a.quota
+            && growth > 0
+        {
+            let used = self.db.account_usage(account).await?.used_space;
+            if used.saturating_add(growth) > quota {
+                return Err(ServerError::Refused(format!(
+                    "quota exceeded: account {account} ({}) uses {used} of its {quota} bytes and this needs {growth} more",
+                    a.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Space and size limits.
     pub async fn space(&self) -> ServerResult<SpaceInfo> {
         let available = self.available_space().await?;
@@ -458,6 +484,7 @@ impl StorageServer {
         allocated_size: u64,
         upload_secret: &[u8],
     ) -> ServerResult<(BTreeSet<ShareNum>, BTreeSet<ShareNum>)> {
+        self.check_account(account, 0).await?;
         let listed = self.adopt_unknown(si).await?;
         let have: BTreeSet<ShareNum> = listed
             .iter()
@@ -491,6 +518,17 @@ impl StorageServer {
         if self.cfg.readonly || allocated_size > self.cfg.max_immutable_share_size {
             return Ok((already, allocated));
         }
+        // The quota covers the whole request or nothing: no half-stored upload.
+        let new = shnums
+            .iter()
+            .filter(|n| {
+                !have.contains(n)
+                    && !states.contains_key(n)
+                    && !lock(&self.uploads).contains_key(&(*si, **n))
+            })
+            .count() as u64;
+        self.check_account(account, new.saturating_mul(allocated_size))
+            .await?;
         let mut remaining = self.available_space().await?;
         for &shnum in shnums {
             if have.contains(&shnum) || states.contains_key(&shnum) {
@@ -750,6 +788,7 @@ impl StorageServer {
         account: AccountId,
         si: &StorageIndex,
     ) -> ServerResult<()> {
+        self.check_account(account, 0).await?;
         let listed = self.adopt_unknown(si).await?;
         if listed.is_empty() {
             return Err(ServerError::NotFound);
@@ -842,6 +881,21 @@ impl StorageServer {
             return Err(ServerError::Refused(
                 "this storage server is read-only".into(),
             ));
+        }
+        if has_changes {
+            let growth: u64 = tw
+                .iter()
+                .map(|(shnum, v)| {
+                    let end = v
+                        .writes
+                        .iter()
+                        .map(|(o, d)| o.saturating_add(d.len() as u64))
+                        .max()
+                        .unwrap_or(0);
+                    end.saturating_sub(existing.get(shnum).copied().unwrap_or(0))
+                })
+                .fold(0u64, u64::saturating_add);
+            self.check_account(account, growth).await?;
         }
         let (renewed, expires) = self.lease_times();
         for (&shnum, v) in tw {
