@@ -412,6 +412,29 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// `[storage] accounts.unknown_keys` (lafs): `accept` (default) creates an account for a
+    /// client key seen for the first time; `refuse` serves only keys the operator added.
+    pub fn accept_unknown_keys(&self) -> Result<bool, ConfigError> {
+        match self
+            .ini
+            .get("storage", "accounts.unknown_keys")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            None | Some("accept") => Ok(true),
+            Some("refuse") => Ok(false),
+            Some(other) => Err(ConfigError::Value {
+                path: Self::path(&self.dir).display().to_string(),
+                section: "storage".into(),
+                key: "accounts.unknown_keys".into(),
+                value: other.into(),
+                message: "expected accept or refuse".into(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod expire_tests {
     use super::*;
@@ -456,6 +479,12 @@ mod expire_tests {
             }
         );
         assert!(!o.mutable && o.immutable && o.dry_run);
+        let ini = Ini::parse("[storage]\naccounts.unknown_keys = refuse\n").unwrap();
+        let n = NodeConfig::from_ini(Path::new("/x"), ini, "tahoe.cfg").unwrap();
+        assert!(!n.accept_unknown_keys().unwrap());
+        let ini = Ini::parse("[storage]\naccounts.unknown_keys = maybe\n").unwrap();
+        let n = NodeConfig::from_ini(Path::new("/x"), ini, "tahoe.cfg").unwrap();
+        assert!(n.accept_unknown_keys().is_err());
         let c = load("[storage]\nexpire.enabled = true\nexpire.mode = cutoff-date\nexpire.cutoff_date = 2009-03-18\n").unwrap();
         assert_eq!(
             c.mode,

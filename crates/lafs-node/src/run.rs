@@ -42,6 +42,7 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         .ok_or_else(|| NodeError::Usage("tahoe.cfg has no [node] tub.location".into()))?;
     let id = ensure_identity(&cfg.dir, &location)?;
     let expire = cfg.expire()?;
+    let accept_unknown_keys = cfg.accept_unknown_keys()?;
     let listen = cfg
         .tub_port
         .ok_or_else(|| NodeError::Usage("tahoe.cfg has no [node] tub.port".into()))?;
@@ -64,6 +65,7 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         reserved_space: cfg.storage.reserved_space,
         readonly: cfg.storage.readonly,
         nodeid: id.tls.tubid_bytes(),
+        accept_unknown_keys,
         ..ServerConfig::default()
     };
     let server = Arc::new(StorageServer::new(

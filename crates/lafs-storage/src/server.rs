@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub application_version: String,
     /// Uploads idle this long are aborted.
     pub upload_timeout: Duration,
+    /// A client key without an account gets one created (`true`, the default) or is refused
+    /// (`[storage] accounts.unknown_keys = refuse`).
+    pub accept_unknown_keys: bool,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             nodeid: [0; 20],
             application_version: format!("lafs/{}", env!("CARGO_PKG_VERSION")),
             upload_timeout: Duration::from_secs(30 * 60),
+            accept_unknown_keys: true,
         }
     }
 }
@@ -346,6 +350,35 @@ impl StorageServer {
     fn lease_times(&self) -> (i64, i64) {
         let now = self.now();
         (now, now + LEASE_DURATION.as_secs() as i64)
+    }
+
+    /// The account a request acts for: the anonymous account without a client key, else the
+    /// key's account, created on first use unless the server refuses unknown keys.
+    pub async fn account_for_key(&self, key: Option<&str>) -> ServerResult<AccountId> {
+        let Some(key) = key else {
+            return Ok(AccountId::ANONYMOUS);
+        };
+        if let Some(a) = self.db.get_account_by_pubkey(key.to_string()).await? {
+            return Ok(a.id);
+        }
+        if !self.cfg.accept_unknown_keys {
+            return Err(ServerError::Refused(
+                "this server accepts only client keys its operator has added (lafs storage accounts add)".into(),
+            ));
+        }
+        match self
+            .db
+            .create_account(Some(key.to_string()), "client".into(), self.now())
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(account = %id, "created an account for a new client key");
+                Ok(id)
+            }
+            // Two first requests raced: the other one created it.
+            Err(LeaseDbError::DuplicatePubkey(id)) => Ok(id),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Refuses a disabled or unknown account, or one whose usage plus `growth` bytes would
