@@ -199,6 +199,9 @@ pub struct StorageServer {
     clock: Arc<dyn Clock>,
     uploads: Mutex<HashMap<UploadKey, Arc<tokio::sync::Mutex<Upload>>>>,
     mutable_locks: Mutex<HashMap<StorageIndex, Weak<tokio::sync::Mutex<()>>>>,
+    /// When each account's `last_seen` was last written (at most once a minute each: a
+    /// database write per request would cost an fsync per request).
+    last_seen: Mutex<HashMap<AccountId, i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -227,6 +230,7 @@ impl StorageServer {
             clock,
             uploads: Mutex::new(HashMap::new()),
             mutable_locks: Mutex::new(HashMap::new()),
+            last_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -355,6 +359,24 @@ impl StorageServer {
     /// The account a request acts for: the anonymous account without a client key, else the
     /// key's account, created on first use unless the server refuses unknown keys.
     pub async fn account_for_key(&self, key: Option<&str>) -> ServerResult<AccountId> {
+        let id = self.resolve_account(key).await?;
+        let now = self.now();
+        let due = {
+            let mut seen = lock(&self.last_seen);
+            let last = seen.entry(id).or_insert(i64::MIN);
+            let due = now.saturating_sub(*last) >= 60;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due {
+            self.db.touch_account_last_seen(id, now).await?;
+        }
+        Ok(id)
+    }
+
+    async fn resolve_account(&self, key: Option<&str>) -> ServerResult<AccountId> {
         let Some(key) = key else {
             return Ok(AccountId::ANONYMOUS);
         };

@@ -205,6 +205,7 @@ async fn client_keys_select_accounts_and_usage_is_exact() {
         .unwrap()
         .unwrap();
     assert_ne!(a.id, b.id);
+    assert!(a.last_seen.is_some(), "last seen is recorded");
     let usage = |id| {
         let db = db.clone();
         async move { db.account_usage(id).await.unwrap() }
