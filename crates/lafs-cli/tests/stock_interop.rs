@@ -325,6 +325,51 @@ fn lafs_takes_over_a_stock_storage_node() {
     );
     step(t0, "writes through lafs");
 
+    // The stock client sent no client certificate: everything it leased is the anonymous
+    // account's, and no other account was created.
+    let lafs_cmd = |args: &[&str]| {
+        let mut c = Command::new(common::LAFS);
+        c.arg("-d")
+            .arg(&node.dir)
+            .args(["storage", "accounts"])
+            .args(args);
+        c
+    };
+    let out = run_ok(&mut lafs_cmd(&["list", "--json"]), Duration::from_secs(30));
+    let accounts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts = accounts.as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:#?}");
+    assert_eq!(accounts[0]["name"], "anonymous");
+    assert!(
+        accounts[0]["used"].as_u64().unwrap() > 200_000,
+        "the stock client's uploads are anonymous: {accounts:#?}"
+    );
+    // With anonymous use disabled, the stock client can no longer upload, but still reads.
+    run_ok(
+        &mut lafs_cmd(&["disable", "anonymous"]),
+        Duration::from_secs(30),
+    );
+    let (refused_path, _) = data_file(&scratch, "refused", 100_000);
+    let out = common::run_with_timeout(
+        common::tahoe_cmd()
+            .arg("-d")
+            .arg(&client.dir)
+            .arg("put")
+            .arg(&refused_path),
+        Duration::from_secs(180),
+    );
+    assert!(
+        !out.status.success(),
+        "upload with anonymous disabled must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = client.get(&new_cap, &out_file(&scratch, "new-again"));
+    assert_same_bytes("read with anonymous disabled", &got, &new_data);
+    step(
+        t0,
+        "stock client is anonymous; refused uploads when anonymous is disabled",
+    );
+
     lafs.stop();
     step(t0, "lafs stopped cleanly");
 }
