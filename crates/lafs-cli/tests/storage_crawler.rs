@@ -229,3 +229,46 @@ fn accounts_cli_lists_and_controls_accounts_while_the_server_runs() {
     );
     server.stop();
 }
+
+#[test]
+fn lafs_run_rebuilds_a_garbage_leasedb_and_loses_no_share() {
+    let scratch = Scratch::new("crawler-rebuild");
+    let dir = scratch.join("node");
+    let mut server = LafsServer::init(&dir, "rebuild");
+    server.start();
+    let shares = dir.join("storage/shares");
+    write_share(&shares, "aaaaaaaaaaaaaaaaaaaaaaaaaa", 0, &[1; 100]);
+    write_share(&shares, "mfrggzdfmztwq2lknnwg23tpoa", 3, &[2; 50]);
+    crawl_now(&dir);
+    server.stop();
+    let db = dir.join("storage/leasedb.sqlite");
+    std::fs::write(&db, vec![0x42u8; 10_000]).unwrap();
+    // A new name, so a new log: LafsServer::start would otherwise find the first run's
+    // "listening" line in the appended log before the restart has opened its database.
+    let mut server = LafsServer::existing(&dir, "rebuild-2");
+    server.start();
+    let st = status(&dir);
+    assert!(
+        !st["gc_blocked"].is_null(),
+        "GC blocked after a rebuild: {st:#}"
+    );
+    let cycle = crawl_now(&dir);
+    let st = status(&dir);
+    let adopted: u64 = st["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["adopted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(adopted, 2, "{st:#}");
+    assert_eq!(cycle["shares_seen"], 2);
+    assert!(st["gc_blocked"].is_null(), "{st:#}");
+    assert_eq!(common::count_share_files(&shares), 2);
+    // The damaged file was set aside, not deleted.
+    let aside = std::fs::read_dir(dir.join("storage"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"));
+    assert!(aside, "the corrupt database is kept for forensics");
+    server.stop();
+}

@@ -31,8 +31,10 @@
 //! - Policy: quotas are stored and reported here but enforced by the server (it also knows the
 //!   in-flight allocations); expiration *policy* is chosen by the server and passed in as an
 //!   [`ExpiryPolicy`].
-//! - Sharing one SQLite file between processes. SQLite's locking keeps a second reader (an
-//!   admin tool) safe, but creation and set-aside assume one owning server process. A shared
+//! - Sharing one SQLite file between server processes. SQLite's locking keeps a second
+//!   connection from an admin tool safe ([`SqliteLeaseDb::open_admin`]: `lafs storage
+//!   crawler`, `crawl-now` and `accounts` read, and write small rows such as crawl requests
+//!   and account settings), but creation and set-aside assume one owning server process. A shared
 //!   database for several servers is planned as an *added* PostgreSQL implementation of
 //!   [`LeaseDb`]; the SQL here is kept portable for that reason (`ON CONFLICT ... DO UPDATE`
 //!   and `LIMIT` exist in both; no `INSERT OR REPLACE`, no SQLite-only functions).
@@ -77,6 +79,8 @@
 //! crawler_state  (id=1, cycle, position NULL = last storage index done, cycle_start_time NULL,
 //!                 counters of the running cycle)
 //! crawler_history(cycle PK, start_time, end_time, counters)
+//!   (v2: crawler_state.gc_dry_run, crawler_state.updated_at, crawler_history.gc_dry_run)
+//! crawler_requests(id PK, requested_at, started_cycle NULL, done_at NULL)    v2: crawl-now
 //! indexes: shares(prefix), shares(state), leases(account_id), leases(expiration_time),
 //!          leases(renewal_time)
 //! ```
