@@ -218,9 +218,22 @@ impl Crawler {
                 tokio::task::yield_now().await;
                 continue;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                r = shutdown.changed() => if r.is_err() { return },
+            // Sleep in slices of the poll interval, so a crawl-now request cuts a long pause
+            // short.
+            let deadline = Instant::now() + pause;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(left.min(self.cfg.poll_interval)) => {}
+                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                }
+                let db = self.server.leasedb();
+                if db.open_crawl_requests().await.is_ok_and(|r| !r.is_empty()) {
+                    break;
+                }
             }
         }
     }

@@ -513,7 +513,14 @@ async fn crawl_request_from_another_connection_runs_a_cycle_at_once() {
         },
     );
     let task = tokio::spawn(c.run(stop_rx));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until its first cycle is under way (it starts at once: there is no history).
+    for _ in 0..200 {
+        if s.leasedb().crawler_state().await.unwrap().in_cycle() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.leasedb().crawler_state().await.unwrap().in_cycle());
     // The admin tool's connection (as `lafs storage crawl-now` opens it).
     std::fs::remove_dir_all(share_dir(&node.shares(), &si(1))).unwrap();
     let path = node.db_path();
