@@ -3,11 +3,13 @@
 //! Exit status: 0 on success, 1 on failure, 2 on bad usage (including malformed caps and
 //! arguments). Errors are one line on stderr and never contain secrets.
 
+mod accounts_cmd;
 mod cap_cmd;
 mod error;
 mod node_cmd;
 mod put;
 mod size;
+mod storage_admin;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -63,6 +65,16 @@ fn main() -> ExitCode {
             &args
                 .dir
                 .unwrap_or_else(|| node_cmd::default_dir(cli.node_directory.as_deref())),
+        ),
+        Command::Storage(node_cmd::StorageCommand::Crawler(args)) => {
+            storage_admin::run_crawler(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
+        }
+        Command::Storage(node_cmd::StorageCommand::Accounts(args)) => {
+            accounts_cmd::run(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
+        }
+        Command::Storage(node_cmd::StorageCommand::CrawlNow(args)) => storage_admin::run_crawl_now(
+            &node_cmd::default_dir(cli.node_directory.as_deref()),
+            &args,
         ),
         Command::Storage(node_cmd::StorageCommand::Announcement { dir }) => {
             node_cmd::run_announcement(

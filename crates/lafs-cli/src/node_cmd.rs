@@ -57,6 +57,13 @@ pub enum StorageCommand {
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Show the accounting crawler's progress, rate and last cycles' findings (works while
+    /// the server runs).
+    Crawler(crate::storage_admin::CrawlerArgs),
+    /// Ask the running server for a full crawl cycle now, unthrottled (after a restore).
+    CrawlNow(crate::storage_admin::CrawlNowArgs),
+    /// List and control the accounts of this storage node (works while the server runs).
+    Accounts(crate::accounts_cmd::AccountsArgs),
 }
 
 fn node_error(e: NodeError) -> CliError {

@@ -15,11 +15,13 @@
 mod common;
 
 use common::{
-    LafsServer, Scratch, StockClient, StockStorageNode, assert_same_bytes, random_bytes, tahoe_venv,
+    LafsServer, Scratch, StockClient, StockStorageNode, assert_same_bytes, random_bytes, run_ok,
+    tahoe_venv,
 };
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -248,6 +250,40 @@ fn lafs_takes_over_a_stock_storage_node() {
     client.wait_connected(1, CONNECT_LIMIT);
     step(t0, "lafs serving the stock node's directory");
 
+    // One crawl adopts every share stock wrote (before any client request touched them).
+    run_ok(
+        Command::new(common::LAFS).arg("-d").arg(&node.dir).args([
+            "storage",
+            "crawl-now",
+            "--wait",
+            "--timeout",
+            "120",
+        ]),
+        Duration::from_secs(150),
+    );
+    let out = run_ok(
+        Command::new(common::LAFS).arg("-d").arg(&node.dir).args([
+            "storage",
+            "crawler",
+            "--json",
+            "--history",
+            "10",
+        ]),
+        Duration::from_secs(30),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let adopted: u64 = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["adopted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(adopted, 5, "every stock share adopted: {status:#}");
+    assert_eq!(status["last_cycle"]["shares_seen"], 5, "{status:#}");
+    assert_eq!(status["last_cycle"]["corrupt"], 0, "{status:#}");
+    assert!(status["cycles_completed"].as_u64().unwrap() >= 1);
+    step(t0, "one crawl adopted every stock share");
+
     // Everything stock stored reads back byte-identical through lafs.
     for (name, cap, data) in &files {
         let got = client.get(cap, &out_file(&scratch, name));
@@ -288,6 +324,51 @@ fn lafs_takes_over_a_stock_storage_node() {
         "share files after the writes through lafs"
     );
     step(t0, "writes through lafs");
+
+    // The stock client sent no client certificate: everything it leased is the anonymous
+    // account's, and no other account was created.
+    let lafs_cmd = |args: &[&str]| {
+        let mut c = Command::new(common::LAFS);
+        c.arg("-d")
+            .arg(&node.dir)
+            .args(["storage", "accounts"])
+            .args(args);
+        c
+    };
+    let out = run_ok(&mut lafs_cmd(&["list", "--json"]), Duration::from_secs(30));
+    let accounts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts = accounts.as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:#?}");
+    assert_eq!(accounts[0]["name"], "anonymous");
+    assert!(
+        accounts[0]["used"].as_u64().unwrap() > 200_000,
+        "the stock client's uploads are anonymous: {accounts:#?}"
+    );
+    // With anonymous use disabled, the stock client can no longer upload, but still reads.
+    run_ok(
+        &mut lafs_cmd(&["disable", "anonymous"]),
+        Duration::from_secs(30),
+    );
+    let (refused_path, _) = data_file(&scratch, "refused", 100_000);
+    let out = common::run_with_timeout(
+        common::tahoe_cmd()
+            .arg("-d")
+            .arg(&client.dir)
+            .arg("put")
+            .arg(&refused_path),
+        Duration::from_secs(180),
+    );
+    assert!(
+        !out.status.success(),
+        "upload with anonymous disabled must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = client.get(&new_cap, &out_file(&scratch, "new-again"));
+    assert_same_bytes("read with anonymous disabled", &got, &new_data);
+    step(
+        t0,
+        "stock client is anonymous; refused uploads when anonymous is disabled",
+    );
 
     lafs.stop();
     step(t0, "lafs stopped cleanly");

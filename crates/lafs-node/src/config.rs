@@ -232,6 +232,279 @@ impl NodeConfig {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// [storage] expire.*: lease expiry and garbage collection, with stock Tahoe's keys and meaning
+// (docs/garbage-collection.rst): off by default; when enabled, `expire.mode` is required;
+// `age` mode expires a lease at its own expiration time, or `override_lease_duration` after its
+// last renewal; `cutoff-date` mode expires leases last renewed before `expire.cutoff_date`
+// (UTC midnight starting that day); `expire.immutable`/`expire.mutable` choose the share kinds.
+// `expire.dry_run` is a lafs addition: report what would be collected, remove nothing.
+
+/// Stock Tahoe's `parse_duration`: `<n> day(s)`, `<n> month(s)` (31 days), `<n> mo`,
+/// `<n> year(s)` (365 days); returns seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    const DAY: i64 = 24 * 60 * 60;
+    let t = s.trim();
+    let t = t.strip_suffix('s').unwrap_or(t);
+    let (num, unit) = if let Some(n) = t.strip_suffix("day") {
+        (n, DAY)
+    } else if let Some(n) = t.strip_suffix("month") {
+        (n, 31 * DAY)
+    } else if let Some(n) = t.strip_suffix("mo") {
+        (n, 31 * DAY)
+    } else if let Some(n) = t.strip_suffix("year") {
+        (n, 365 * DAY)
+    } else {
+        return Err("no unit (like day, month, or year)".into());
+    };
+    num.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| "expected a whole number before the unit".into())
+}
+
+/// `YYYY-MM-DD` as the Unix time of the UTC midnight that starts the day.
+pub fn parse_date(s: &str) -> Result<i64, String> {
+    let bad = || format!("expected a date like 2024-01-31, got {s:?}");
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let num = |v: &str, len: usize| -> Result<i64, String> {
+        if v.len() != len || !v.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        v.parse::<i64>().map_err(|_| bad())
+    };
+    let (y, m, d) = (num(y, 4)?, num(m, 2)?, num(d, 2)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return Err(bad());
+    }
+    // Days from 1970-01-01 (proleptic Gregorian; Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400)
+}
+
+/// `[storage] expire.*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpireConfig {
+    /// `expire.enabled`.
+    pub enabled: bool,
+    /// `expire.mode` and its parameter.
+    pub mode: lafs_storage::leasedb::ExpiryMode,
+    /// `expire.immutable`.
+    pub immutable: bool,
+    /// `expire.mutable`.
+    pub mutable: bool,
+    /// `expire.dry_run` (lafs): report, do not remove.
+    pub dry_run: bool,
+}
+
+impl ExpireConfig {
+    /// The policy the crawler applies, if expiry is enabled.
+    pub fn policy(&self) -> Option<lafs_storage::leasedb::ExpiryPolicy> {
+        self.enabled.then_some(lafs_storage::leasedb::ExpiryPolicy {
+            mode: self.mode,
+            immutable: self.immutable,
+            mutable: self.mutable,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// Reads `[storage] expire.*` (validated even when expiry is disabled, as stock does for
+    /// the mode it reads).
+    pub fn expire(&self) -> Result<ExpireConfig, ConfigError> {
+        use lafs_storage::leasedb::ExpiryMode;
+        let p = Self::path(&self.dir).display().to_string();
+        let get = |key: &str| {
+            self.ini
+                .get("storage", key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let bad = |key: &str, value: &str, message: String| ConfigError::Value {
+            path: p.clone(),
+            section: "storage".into(),
+            key: key.into(),
+            value: value.into(),
+            message,
+        };
+        let boolean = |key: &str, default: bool| -> Result<bool, ConfigError> {
+            match get(key).map(str::to_ascii_lowercase) {
+                None => Ok(default),
+                Some(v) => match v.as_str() {
+                    "true" | "yes" | "on" | "1" => Ok(true),
+                    "false" | "no" | "off" | "0" => Ok(false),
+                    _ => Err(bad(key, &v, "expected true or false".into())),
+                },
+            }
+        };
+        let enabled = boolean("expire.enabled", false)?;
+        let mode_name = match get("expire.mode") {
+            Some(m) => m.to_string(),
+            None if enabled => {
+                return Err(bad(
+                    "expire.mode",
+                    "",
+                    "required when expire.enabled is true (age or cutoff-date)".into(),
+                ));
+            }
+            None => "age".into(),
+        };
+        let mode = match mode_name.as_str() {
+            "age" => match get("expire.override_lease_duration") {
+                None => ExpiryMode::ExpirationTime,
+                Some(v) => ExpiryMode::Age {
+                    override_lease_duration: parse_duration(v)
+                        .map_err(|m| bad("expire.override_lease_duration", v, m))?,
+                },
+            },
+            "cutoff-date" => {
+                let v = get("expire.cutoff_date").ok_or_else(|| {
+                    bad(
+                        "expire.cutoff_date",
+                        "",
+                        "required when expire.mode is cutoff-date".into(),
+                    )
+                })?;
+                ExpiryMode::CutoffDate {
+                    cutoff: parse_date(v).map_err(|m| bad("expire.cutoff_date", v, m))?,
+                }
+            }
+            other => {
+                return Err(bad(
+                    "expire.mode",
+                    other,
+                    "expected age or cutoff-date".into(),
+                ));
+            }
+        };
+        Ok(ExpireConfig {
+            enabled,
+            mode,
+            immutable: boolean("expire.immutable", true)?,
+            mutable: boolean("expire.mutable", true)?,
+            dry_run: boolean("expire.dry_run", false)?,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// `[storage] accounts.unknown_keys` (lafs): `accept` (default) creates an account for a
+    /// client key seen for the first time; `refuse` serves only keys the operator added.
+    pub fn accept_unknown_keys(&self) -> Result<bool, ConfigError> {
+        match self
+            .ini
+            .get("storage", "accounts.unknown_keys")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            None | Some("accept") => Ok(true),
+            Some("refuse") => Ok(false),
+            Some(other) => Err(ConfigError::Value {
+                path: Self::path(&self.dir).display().to_string(),
+                section: "storage".into(),
+                key: "accounts.unknown_keys".into(),
+                value: other.into(),
+                message: "expected accept or refuse".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod expire_tests {
+    use super::*;
+    use lafs_storage::leasedb::ExpiryMode;
+
+    fn load(text: &str) -> Result<ExpireConfig, ConfigError> {
+        let ini = Ini::parse(text).unwrap();
+        NodeConfig::from_ini(Path::new("/x"), ini, "tahoe.cfg")
+            .unwrap()
+            .expire()
+    }
+
+    #[test]
+    fn durations_and_dates_follow_tahoe() {
+        assert_eq!(parse_duration("60 days"), Ok(60 * 86_400));
+        assert_eq!(parse_duration("1 day"), Ok(86_400));
+        assert_eq!(parse_duration("2 months"), Ok(62 * 86_400));
+        assert_eq!(parse_duration("3mo"), Ok(93 * 86_400));
+        assert_eq!(parse_duration("1 year"), Ok(365 * 86_400));
+        assert!(parse_duration("60").is_err());
+        assert!(parse_duration("x days").is_err());
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("2009-03-18"), Ok(1_237_334_400));
+        assert_eq!(parse_date("2000-02-29"), Ok(951_782_400));
+        assert!(parse_date("2001-02-29").is_err());
+        assert!(parse_date("2009-3-18").is_err());
+        assert!(parse_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn expire_keys() {
+        let off = load("[storage]\nenabled = true\n").unwrap();
+        assert!(!off.enabled && off.policy().is_none());
+        let age = load("[storage]\nexpire.enabled = true\nexpire.mode = age\n").unwrap();
+        assert_eq!(age.mode, ExpiryMode::ExpirationTime);
+        assert!(age.policy().is_some_and(|p| p.immutable && p.mutable));
+        let o = load("[storage]\nexpire.enabled = true\nexpire.mode = age\nexpire.override_lease_duration = 60 days\nexpire.mutable = false\nexpire.dry_run = true\n").unwrap();
+        assert_eq!(
+            o.mode,
+            ExpiryMode::Age {
+                override_lease_duration: 60 * 86_400
+            }
+        );
+        assert!(!o.mutable && o.immutable && o.dry_run);
+        let ini = Ini::parse("[storage]\naccounts.unknown_keys = refuse\n").unwrap();
+        let n = NodeConfig::from_ini(Path::new("/x"), ini, "tahoe.cfg").unwrap();
+        assert!(!n.accept_unknown_keys().unwrap());
+        let ini = Ini::parse("[storage]\naccounts.unknown_keys = maybe\n").unwrap();
+        let n = NodeConfig::from_ini(Path::new("/x"), ini, "tahoe.cfg").unwrap();
+        assert!(n.accept_unknown_keys().is_err());
+        let c = load("[storage]\nexpire.enabled = true\nexpire.mode = cutoff-date\nexpire.cutoff_date = 2009-03-18\n").unwrap();
+        assert_eq!(
+            c.mode,
+            ExpiryMode::CutoffDate {
+                cutoff: 1_237_334_400
+            }
+        );
+        for bad in [
+            "[storage]\nexpire.enabled = true\n",
+            "[storage]\nexpire.enabled = true\nexpire.mode = cutoff-date\n",
+            "[storage]\nexpire.enabled = true\nexpire.mode = sometimes\n",
+            "[storage]\nexpire.enabled = true\nexpire.mode = age\nexpire.override_lease_duration = 60\n",
+            "[storage]\nexpire.enabled = perhaps\n",
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("expire."), "{e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

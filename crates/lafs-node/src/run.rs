@@ -3,6 +3,7 @@
 use crate::config::NodeConfig;
 use crate::node::{NodeError, ensure_identity};
 use lafs_storage::backend::disk::DiskBackend;
+use lafs_storage::crawler::{Crawler, CrawlerConfig};
 use lafs_storage::frontend::{self, Frontend, Limits, RustlsServerConfig};
 use lafs_storage::leasedb::{LeaseDbHandle, OpenOptions};
 use lafs_storage::server::{ServerConfig, StorageServer, SystemClock};
@@ -21,6 +22,8 @@ pub struct StorageService {
     pub tls: Arc<RustlsServerConfig>,
     /// The HTTP frontend.
     pub frontend: Arc<Frontend>,
+    /// The accounting crawler's settings (`[storage] expire.*`).
+    pub crawler: CrawlerConfig,
 }
 
 fn now() -> i64 {
@@ -38,6 +41,8 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         .cloned()
         .ok_or_else(|| NodeError::Usage("tahoe.cfg has no [node] tub.location".into()))?;
     let id = ensure_identity(&cfg.dir, &location)?;
+    let expire = cfg.expire()?;
+    let accept_unknown_keys = cfg.accept_unknown_keys()?;
     let listen = cfg
         .tub_port
         .ok_or_else(|| NodeError::Usage("tahoe.cfg has no [node] tub.port".into()))?;
@@ -60,6 +65,7 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         reserved_space: cfg.storage.reserved_space,
         readonly: cfg.storage.readonly,
         nodeid: id.tls.tubid_bytes(),
+        accept_unknown_keys,
         ..ServerConfig::default()
     };
     let server = Arc::new(StorageServer::new(
@@ -84,11 +90,17 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
             path: format!("listen {listen}"),
             source: e,
         })?;
+    let crawler = CrawlerConfig {
+        expiry: expire.policy(),
+        gc_dry_run: expire.dry_run,
+        ..CrawlerConfig::default()
+    };
     Ok(StorageService {
         server,
         listener,
         tls,
         frontend: fe,
+        crawler,
     })
 }
 
@@ -112,6 +124,9 @@ pub async fn serve_storage(
             }
         }
     });
+    // The accounting crawler saves its position after every step, so stopping it anywhere
+    // loses at most one prefix of work.
+    let crawler = tokio::spawn(Crawler::new(svc.server.clone(), svc.crawler).run(shutdown.clone()));
     let r = frontend::serve(svc.listener, svc.tls, svc.frontend, shutdown, grace)
         .await
         .map_err(|e| NodeError::Io {
@@ -119,5 +134,8 @@ pub async fn serve_storage(
             source: e,
         });
     reaper.abort();
+    if tokio::time::timeout(grace, crawler).await.is_err() {
+        tracing::warn!("the accounting crawler did not stop in time");
+    }
     r
 }

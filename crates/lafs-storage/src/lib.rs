@@ -6,10 +6,13 @@
 //! - `server`: the share state machine (NONE, COMING, STABLE, GOING), leases, reserved space,
 //!   read-only mode.
 //! - [`leasedb`]: the lease database (SQLite; leases live only here, never in share files).
+//! - [`crawler`]: the accounting crawler (adoption, vanished shares, lease expiry, garbage
+//!   collection), walking the backend slowly through the server.
 //! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::memory`],
 //!   [`backend::discard`]).
 
 pub mod backend;
+pub mod crawler;
 pub mod frontend;
 pub mod leasedb;
 pub mod ranges;

@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub application_version: String,
     /// Uploads idle this long are aborted.
     pub upload_timeout: Duration,
+    /// A client key without an account gets one created (`true`, the default) or is refused
+    /// (`[storage] accounts.unknown_keys = refuse`).
+    pub accept_unknown_keys: bool,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             nodeid: [0; 20],
             application_version: format!("lafs/{}", env!("CARGO_PKG_VERSION")),
             upload_timeout: Duration::from_secs(30 * 60),
+            accept_unknown_keys: true,
         }
     }
 }
@@ -120,6 +124,19 @@ pub enum ServerError {
 
 /// Result alias.
 pub type ServerResult<T> = Result<T, ServerError>;
+
+/// What [`StorageServer::reconcile_share`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Nothing needed doing (any more).
+    Nothing,
+    /// The share was gone from the backend: its row and leases were removed.
+    Vanished,
+    /// The share's recorded size was corrected.
+    Resized,
+    /// An interrupted deletion was finished; this many bytes were freed.
+    Collected(u64),
+}
 
 /// Outcome of an immutable write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +199,9 @@ pub struct StorageServer {
     clock: Arc<dyn Clock>,
     uploads: Mutex<HashMap<UploadKey, Arc<tokio::sync::Mutex<Upload>>>>,
     mutable_locks: Mutex<HashMap<StorageIndex, Weak<tokio::sync::Mutex<()>>>>,
+    /// When each account's `last_seen` was last written (at most once a minute each: a
+    /// database write per request would cost an fsync per request).
+    last_seen: Mutex<HashMap<AccountId, i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -210,6 +230,7 @@ impl StorageServer {
             clock,
             uploads: Mutex::new(HashMap::new()),
             mutable_locks: Mutex::new(HashMap::new()),
+            last_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -226,6 +247,72 @@ impl StorageServer {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// The clock the server (and its crawler) reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Makes the lease database agree with the backend for one share the crawler found
+    /// different (STABLE in the database but missing from the backend, or of another size;
+    /// or GOING and still present), re-checking both under the storage index's modification
+    /// lock so that a concurrent mutable write is never mistaken for a change made behind
+    /// the server's back. Returns what was done.
+    pub async fn reconcile_share(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> ServerResult<Reconciled> {
+        let guard = self.mutable_lock(si);
+        let _held = guard.lock().await;
+        let Some(rec) = self.db.get_share(*si, shnum).await? else {
+            return Ok(Reconciled::Nothing);
+        };
+        let listed = self.backend.list_shares(si).await?;
+        let found = listed.iter().find(|s| s.shnum == shnum);
+        match (rec.state, found) {
+            (ShareState::Stable, None) => {
+                self.db.remove_share(*si, shnum).await?;
+                tracing::warn!(si = %si, shnum, "a share vanished from the backend; its lease database entry and leases are removed");
+                Ok(Reconciled::Vanished)
+            }
+            (ShareState::Stable, Some(s)) if s.corrupt.is_none() && s.size != rec.used_space => {
+                self.db.change_share_space(*si, shnum, s.size).await?;
+                Ok(Reconciled::Resized)
+            }
+            (ShareState::Going, None) => {
+                // A deletion that crashed after the backend delete: finish it.
+                self.db.remove_share(*si, shnum).await?;
+                Ok(Reconciled::Nothing)
+            }
+            (ShareState::Going, Some(_)) => {
+                // A deletion that crashed before the backend delete: finish it.
+                self.backend.delete(si, shnum).await?;
+                self.db.remove_share(*si, shnum).await?;
+                Ok(Reconciled::Collected(rec.used_space))
+            }
+            _ => Ok(Reconciled::Nothing),
+        }
+    }
+
+    /// Garbage-collects one share if it is STABLE and unleased: STABLE -> GOING (atomically
+    /// with the unleased check), backend delete, GOING -> NONE. Returns its size if it was
+    /// deleted. A backend failure leaves it GOING; the crawler finishes the deletion later.
+    pub async fn collect_if_unleased(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> ServerResult<Option<u64>> {
+        let guard = self.mutable_lock(si);
+        let _held = guard.lock().await;
+        let Some(rec) = self.db.mark_share_going_if_unleased(*si, shnum).await? else {
+            return Ok(None);
+        };
+        self.backend.delete(si, shnum).await?;
+        self.db.remove_share(*si, shnum).await?;
+        tracing::info!(si = %si, shnum, bytes = rec.used_space, "garbage-collected an unleased share");
+        Ok(Some(rec.used_space))
     }
 
     /// Recovers from a crash: COMING immutable shares whose upload never completed are
@@ -267,6 +354,79 @@ impl StorageServer {
     fn lease_times(&self) -> (i64, i64) {
         let now = self.now();
         (now, now + LEASE_DURATION.as_secs() as i64)
+    }
+
+    /// The account a request acts for: the anonymous account without a client key, else the
+    /// key's account, created on first use unless the server refuses unknown keys.
+    pub async fn account_for_key(&self, key: Option<&str>) -> ServerResult<AccountId> {
+        let id = self.resolve_account(key).await?;
+        let now = self.now();
+        let due = {
+            let mut seen = lock(&self.last_seen);
+            let last = seen.entry(id).or_insert(i64::MIN);
+            let due = now.saturating_sub(*last) >= 60;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due {
+            self.db.touch_account_last_seen(id, now).await?;
+        }
+        Ok(id)
+    }
+
+    async fn resolve_account(&self, key: Option<&str>) -> ServerResult<AccountId> {
+        let Some(key) = key else {
+            return Ok(AccountId::ANONYMOUS);
+        };
+        if let Some(a) = self.db.get_account_by_pubkey(key.to_string()).await? {
+            return Ok(a.id);
+        }
+        if !self.cfg.accept_unknown_keys {
+            return Err(ServerError::Refused(
+                "this server accepts only client keys its operator has added (lafs storage accounts add)".into(),
+            ));
+        }
+        match self
+            .db
+            .create_account(Some(key.to_string()), "client".into(), self.now())
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(account = %id, "created an account for a new client key");
+                Ok(id)
+            }
+            // Two first requests raced: the other one created it.
+            Err(LeaseDbError::DuplicatePubkey(id)) => Ok(id),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Refuses a disabled or unknown account, or one whose usage plus `growth` bytes would
+    /// exceed its quota. Reads stay allowed for everyone (anyone with the cap can read).
+    async fn check_account(&self, account: AccountId, growth: u64) -> ServerResult<()> {
+        let Some(a) = self.db.get_account(account).await? else {
+            return Err(ServerError::Refused(format!("unknown account {account}")));
+        };
+        if !a.enabled {
+            return Err(ServerError::Refused(format!(
+                "account {account} ({}) is disabled on this server",
+                a.name
+            )));
+        }
+        if let Some(quota) = a.quota
+            && growth > 0
+        {
+            let used = self.db.account_usage(account).await?.used_space;
+            if used.saturating_add(growth) > quota {
+                return Err(ServerError::Refused(format!(
+                    "quota exceeded: account {account} ({}) uses {used} of its {quota} bytes and this needs {growth} more",
+                    a.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Space and size limits.
@@ -379,6 +539,7 @@ impl StorageServer {
         allocated_size: u64,
         upload_secret: &[u8],
     ) -> ServerResult<(BTreeSet<ShareNum>, BTreeSet<ShareNum>)> {
+        self.check_account(account, 0).await?;
         let listed = self.adopt_unknown(si).await?;
         let have: BTreeSet<ShareNum> = listed
             .iter()
@@ -412,6 +573,17 @@ impl StorageServer {
         if self.cfg.readonly || allocated_size > self.cfg.max_immutable_share_size {
             return Ok((already, allocated));
         }
+        // The quota covers the whole request or nothing: no half-stored upload.
+        let new = shnums
+            .iter()
+            .filter(|n| {
+                !have.contains(n)
+                    && !states.contains_key(n)
+                    && !lock(&self.uploads).contains_key(&(*si, **n))
+            })
+            .count() as u64;
+        self.check_account(account, new.saturating_mul(allocated_size))
+            .await?;
         let mut remaining = self.available_space().await?;
         for &shnum in shnums {
             if have.contains(&shnum) || states.contains_key(&shnum) {
@@ -684,6 +856,7 @@ impl StorageServer {
         account: AccountId,
         si: &StorageIndex,
     ) -> ServerResult<()> {
+        self.check_account(account, 0).await?;
         let listed = self.adopt_unknown(si).await?;
         if listed.is_empty() {
             return Err(ServerError::NotFound);
@@ -777,6 +950,21 @@ impl StorageServer {
                 "this storage server is read-only".into(),
             ));
         }
+        if has_changes {
+            let growth: u64 = tw
+                .iter()
+                .map(|(shnum, v)| {
+                    let end = v
+                        .writes
+                        .iter()
+                        .map(|(o, d)| o.saturating_add(d.len() as u64))
+                        .max()
+                        .unwrap_or(0);
+                    end.saturating_sub(existing.get(shnum).copied().unwrap_or(0))
+                })
+                .fold(0u64, u64::saturating_add);
+            self.check_account(account, growth).await?;
+        }
         let (renewed, expires) = self.lease_times();
         for (&shnum, v) in tw {
             if v.writes.is_empty() && v.new_length.is_none() {
@@ -831,16 +1019,23 @@ impl StorageServer {
                 continue;
             }
             if is_new {
+                // A concurrent reader or the crawler may have adopted the share between the
+                // backend write and here (it is already STABLE then): only its size is ours.
                 match self
                     .db
                     .add_new_share(*si, shnum, ShareKind::Mutable, new_size)
                     .await
                 {
-                    Ok(()) => {}
-                    Err(LeaseDbError::ShareExists { .. }) => {}
+                    Ok(())
+                    | Err(LeaseDbError::ShareExists {
+                        state: ShareState::Coming,
+                        ..
+                    }) => self.db.mark_share_stable(*si, shnum, new_size).await?,
+                    Err(LeaseDbError::ShareExists { .. }) => {
+                        self.db.change_share_space(*si, shnum, new_size).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
-                self.db.mark_share_stable(*si, shnum, new_size).await?;
             } else {
                 self.db.change_share_space(*si, shnum, new_size).await?;
             }

@@ -3,10 +3,14 @@
 //! failure is decided in one place ([`error_status`]).
 //!
 //! Clients pin the server's SPKI; the server presents the node's self-signed certificate and
-//! speaks HTTP/1.1 (as stock Tahoe does). Every request is made on behalf of an account; until
-//! client certificates are accepted that is the anonymous account.
+//! speaks HTTP/1.1 (as stock Tahoe does). Every request is made on behalf of an account: a
+//! client that presents an ed25519 self-signed TLS client certificate acts for the account of
+//! that public key ([`account_key_of_cert`]; the TLS handshake proves it holds the private key,
+//! so nothing else about the certificate matters); a client without one (every stock Tahoe
+//! client) acts for the anonymous account. The server is asked for a certificate but never
+//! requires one, and only ed25519 is accepted, so any other client certificate fails the
+//! handshake rather than being silently treated as anonymous.
 
-use crate::leasedb::AccountId;
 use crate::server::{ServerError, StorageServer, TestWrite};
 use crate::types::{ShareKind, StorageIndex};
 use bytes::Bytes;
@@ -90,6 +94,88 @@ impl rustls::server::ResolvesServerCert for NodeCertificate {
     }
 }
 
+/// DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+/// 1.3.101.112 }, BIT STRING (32 bytes) }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The account key of a client certificate: `pub-v0-` + base32 of the raw ed25519 public key
+/// (the form Tahoe uses for ed25519 public keys, and what operators pass to
+/// `lafs storage accounts add --pubkey`); `None` if the certificate holds no ed25519 key.
+pub fn account_key_of_cert(cert_der: &[u8]) -> Option<String> {
+    let spki = lafs_protocol::spki_der_from_cert_der(cert_der).ok()?;
+    let raw = spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?;
+    (raw.len() == 32).then(|| format!("pub-v0-{}", lafs_core::base32::encode(raw)))
+}
+
+/// Accepts any client certificate holding an ed25519 key (self-signed; the key *is* the
+/// identity) and checks the handshake signature with it; clients may present none.
+#[derive(Debug)]
+struct AccountKeyVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AccountKeyVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match account_key_of_cert(end_entity.as_ref()) {
+            Some(_) => Ok(rustls::server::danger::ClientCertVerified::assertion()),
+            None => Err(rustls::Error::General(
+                "client certificate must hold an ed25519 key".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        vec![rustls::SignatureScheme::ED25519]
+    }
+}
+
 /// Builds the TLS configuration from the node's certificate and PKCS#8 key.
 pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -103,7 +189,9 @@ pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<rustls::ServerC
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(AccountKeyVerifier {
+            provider: rustls::crypto::aws_lc_rs::default_provider().into(),
+        }))
         .with_cert_resolver(Arc::new(NodeCertificate(Arc::new(certified))));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -241,21 +329,31 @@ impl Frontend {
         }
     }
 
-    /// Serves one request.
+    /// Serves one request for a client without a client certificate (the anonymous account).
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
-        match self.dispatch(req).await {
+        self.handle_as(req, None).await
+    }
+
+    /// Serves one request for the client whose account key (see [`account_key_of_cert`]) is
+    /// `client_key`, or for the anonymous account.
+    pub async fn handle_as(&self, req: Request<Incoming>, client_key: Option<&str>) -> Resp {
+        match self.dispatch(req, client_key).await {
             Ok(r) => r,
             Err(Failure::Protocol(e)) => protocol_error(&e),
             Err(Failure::Server(e)) => server_error(&e),
         }
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> Result<Resp, Failure> {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        client_key: Option<&str>,
+    ) -> Result<Resp, Failure> {
         let method = req.method().clone();
         let endpoint = Endpoint::parse(&method, req.uri().path())?;
         lafs_protocol::check_authorization(req.headers(), &self.swissnum)?;
         let secrets = Secrets::from_headers(req.headers(), endpoint.required_secrets())?;
-        let account = AccountId::ANONYMOUS;
+        let account = self.server.account_for_key(client_key).await?;
         let head = method == Method::HEAD;
         if endpoint.response_is_cbor() {
             lafs_protocol::check_accept_cbor(req.headers())?;
@@ -590,11 +688,19 @@ async fn serve_connection(
             return;
         }
     };
+    let client_key: Option<Arc<str>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| account_key_of_cert(c.as_ref()))
+        .map(Arc::from);
     let io = hyper_util::rt::TokioIo::new(StallGuard::new(tls, fe.limits.stall_timeout));
     let header_timeout = fe.limits.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
-        async move { Ok::<_, std::convert::Infallible>(fe.handle(req).await) }
+        let key = client_key.clone();
+        async move { Ok::<_, std::convert::Infallible>(fe.handle_as(req, key.as_deref()).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

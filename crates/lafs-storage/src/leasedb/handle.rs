@@ -17,9 +17,10 @@
 //!   calls made on other clones afterwards fail with [`LeaseDbError::Closed`].
 
 use super::{
-    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlerHistoryEntry,
-    CrawlerState, DbInfo, ExpiryPolicy, GcBlock, Lease, LeaseDb, LeaseDbError, OpenOptions, Result,
-    ShareRecord, ShareState, SqliteLeaseDb, Totals, UnixTime, set_aside_and_recreate,
+    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlRequest,
+    CrawlerHistoryEntry, CrawlerState, DbInfo, ExpiryPolicy, ExpiryPreview, FoundShare, GcBlock,
+    Lease, LeaseDb, LeaseDbError, OpenOptions, Result, ShareRecord, ShareState, SqliteLeaseDb,
+    Totals, UnixTime, set_aside_and_recreate,
 };
 use crate::types::{ShareKind, ShareNum, StorageIndex};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -350,6 +351,49 @@ impl LeaseDbHandle {
     /// See [`LeaseDb::gc_candidates`].
     pub async fn gc_candidates(&self, limit: u32) -> Result<Vec<ShareRecord>> {
         self.call(move |db| db.gc_candidates(limit)).await
+    }
+
+    /// See [`LeaseDb::adopt_shares`].
+    pub async fn adopt_shares(
+        &self,
+        found: Vec<FoundShare>,
+        now: UnixTime,
+    ) -> Result<Vec<AdoptOutcome>> {
+        self.call(move |db| db.adopt_shares(&found, now)).await
+    }
+
+    /// See [`LeaseDb::mark_share_going_if_unleased`].
+    pub async fn mark_share_going_if_unleased(
+        &self,
+        si: StorageIndex,
+        shnum: ShareNum,
+    ) -> Result<Option<ShareRecord>> {
+        self.call(move |db| db.mark_share_going_if_unleased(&si, shnum))
+            .await
+    }
+
+    /// See [`LeaseDb::expiry_preview`].
+    pub async fn expiry_preview(
+        &self,
+        policy: ExpiryPolicy,
+        now: UnixTime,
+    ) -> Result<ExpiryPreview> {
+        self.call(move |db| db.expiry_preview(&policy, now)).await
+    }
+
+    /// See [`LeaseDb::request_crawl`].
+    pub async fn request_crawl(&self, now: UnixTime) -> Result<i64> {
+        self.call(move |db| db.request_crawl(now)).await
+    }
+
+    /// See [`LeaseDb::claim_crawl_requests`].
+    pub async fn claim_crawl_requests(&self, cycle: u64) -> Result<u64> {
+        self.call(move |db| db.claim_crawl_requests(cycle)).await
+    }
+
+    /// See [`LeaseDb::open_crawl_requests`].
+    pub async fn open_crawl_requests(&self) -> Result<Vec<CrawlRequest>> {
+        self.call(|db| db.open_crawl_requests()).await
     }
 
     /// See [`LeaseDb::create_account`].

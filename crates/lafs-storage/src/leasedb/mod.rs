@@ -31,8 +31,10 @@
 //! - Policy: quotas are stored and reported here but enforced by the server (it also knows the
 //!   in-flight allocations); expiration *policy* is chosen by the server and passed in as an
 //!   [`ExpiryPolicy`].
-//! - Sharing one SQLite file between processes. SQLite's locking keeps a second reader (an
-//!   admin tool) safe, but creation and set-aside assume one owning server process. A shared
+//! - Sharing one SQLite file between server processes. SQLite's locking keeps a second
+//!   connection from an admin tool safe ([`SqliteLeaseDb::open_admin`]: `lafs storage
+//!   crawler`, `crawl-now` and `accounts` read, and write small rows such as crawl requests
+//!   and account settings), but creation and set-aside assume one owning server process. A shared
 //!   database for several servers is planned as an *added* PostgreSQL implementation of
 //!   [`LeaseDb`]; the SQL here is kept portable for that reason (`ON CONFLICT ... DO UPDATE`
 //!   and `LIMIT` exist in both; no `INSERT OR REPLACE`, no SQLite-only functions).
@@ -77,6 +79,8 @@
 //! crawler_state  (id=1, cycle, position NULL = last storage index done, cycle_start_time NULL,
 //!                 counters of the running cycle)
 //! crawler_history(cycle PK, start_time, end_time, counters)
+//!   (v2: crawler_state.gc_dry_run, crawler_state.updated_at, crawler_history.gc_dry_run)
+//! crawler_requests(id PK, requested_at, started_cycle NULL, done_at NULL)    v2: crawl-now
 //! indexes: shares(prefix), shares(state), leases(account_id), leases(expiration_time),
 //!          leases(renewal_time)
 //! ```
@@ -343,6 +347,9 @@ pub struct CrawlerCounters {
     pub shares_collected: u64,
     /// Bytes of those shares.
     pub bytes_collected: u64,
+    /// The cycle ran with `expire.dry_run`: `leases_expired`, `shares_collected` and
+    /// `bytes_collected` count what *would* have been removed; nothing was.
+    pub gc_dry_run: bool,
 }
 
 /// Persistent crawler progress (one row).
@@ -356,6 +363,8 @@ pub struct CrawlerState {
     pub cycle_start_time: Option<UnixTime>,
     /// Counters of the current cycle so far.
     pub counters: CrawlerCounters,
+    /// When the crawler last saved progress (`None` between cycles).
+    pub updated_at: Option<UnixTime>,
 }
 
 impl CrawlerState {
@@ -376,6 +385,45 @@ pub struct CrawlerHistoryEntry {
     pub end_time: UnixTime,
     /// What it found and did.
     pub counters: CrawlerCounters,
+}
+
+/// A request for a full crawler cycle, made by `lafs storage crawl-now` through the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrawlRequest {
+    /// Request number.
+    pub id: i64,
+    /// When it was made.
+    pub requested_at: UnixTime,
+    /// The cycle that answers it (the first to start after it), once the crawler saw it.
+    pub started_cycle: Option<u64>,
+    /// When that cycle finished.
+    pub done_at: Option<UnixTime>,
+}
+
+/// What an expiry policy would remove now ([`LeaseDb::expiry_preview`], for dry runs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryPreview {
+    /// Leases the policy would remove.
+    pub leases: u64,
+    /// STABLE shares that would be left without a lease (and so collected).
+    pub shares: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One share the crawler found in the backend, for [`LeaseDb::adopt_shares`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundShare {
+    /// Storage index.
+    pub storage_index: StorageIndex,
+    /// Share number.
+    pub shnum: ShareNum,
+    /// Immutable or mutable.
+    pub kind: ShareKind,
+    /// Size the backend reports.
+    pub used_space: u64,
+    /// Why its container is unreadable, if it is.
+    pub corrupt: Option<String>,
 }
 
 /// Garbage collection is blocked: the database was (re)created and has not yet been confirmed
@@ -705,6 +753,24 @@ pub trait LeaseDb: Send + fmt::Debug {
     /// Removes every lease the policy considers expired at `now`; returns how many.
     fn remove_expired_leases(&mut self, policy: &ExpiryPolicy, now: UnixTime) -> Result<u64>;
 
+    /// Adopts every share in `found` that has no row (STABLE, with a starter lease, and its
+    /// corrupt reason recorded), in one transaction; shares with a row are left alone.
+    /// Returns one outcome per share, in order.
+    fn adopt_shares(&mut self, found: &[FoundShare], now: UnixTime) -> Result<Vec<AdoptOutcome>>;
+
+    /// STABLE → GOING only if the share still has no lease, atomically (a lease added after
+    /// the GC chose the share wins). Returns the share's record (before the change) if it was
+    /// marked, `None` if it is leased, missing or not STABLE.
+    fn mark_share_going_if_unleased(
+        &mut self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> Result<Option<ShareRecord>>;
+
+    /// What [`LeaseDb::remove_expired_leases`] would remove now, and which STABLE shares
+    /// would then have no lease; changes nothing.
+    fn expiry_preview(&mut self, policy: &ExpiryPolicy, now: UnixTime) -> Result<ExpiryPreview>;
+
     /// Up to `limit` STABLE shares with no lease, ordered. COMING shares count as leased and
     /// are never returned. Does not look at the GC block: use [`LeaseDb::gc_candidates`] to
     /// choose shares to delete.
@@ -765,6 +831,19 @@ pub trait LeaseDb: Send + fmt::Debug {
 
     /// The newest `n` history entries, newest first.
     fn crawler_history(&mut self, n: u32) -> Result<Vec<CrawlerHistoryEntry>>;
+
+    /// Records a request for a full crawler cycle (from another process); returns its id.
+    fn request_crawl(&mut self, now: UnixTime) -> Result<i64>;
+
+    /// Assigns every request not yet seen to `cycle` (the cycle that will answer it); returns
+    /// how many there were.
+    fn claim_crawl_requests(&mut self, cycle: u64) -> Result<u64>;
+
+    /// Requests not yet answered (`done_at` unset), oldest first.
+    fn open_crawl_requests(&mut self) -> Result<Vec<CrawlRequest>>;
+
+    /// One request.
+    fn get_crawl_request(&mut self, id: i64) -> Result<Option<CrawlRequest>>;
 
     // ---- fail-safety ----
 

@@ -6,10 +6,10 @@
 //! with [`StorageIndex::to_base32`] and parsed back strictly.
 
 use super::{
-    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlerCounters,
-    CrawlerHistoryEntry, CrawlerState, DbInfo, ExpiryMode, ExpiryPolicy, GcBlock, Lease,
-    LeaseDbError, MAX_CORRUPT_REASON_LEN, MAX_SHARE_SPACE, Result, STARTER_LEASE_DURATION,
-    ShareRecord, ShareState, StateTotals, Totals, UnixTime,
+    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlRequest, CrawlerCounters,
+    CrawlerHistoryEntry, CrawlerState, DbInfo, ExpiryMode, ExpiryPolicy, ExpiryPreview, FoundShare,
+    GcBlock, Lease, LeaseDbError, MAX_CORRUPT_REASON_LEN, MAX_SHARE_SPACE, Result,
+    STARTER_LEASE_DURATION, ShareRecord, ShareState, StateTotals, Totals, UnixTime,
 };
 use crate::types::{ShareKind, ShareNum, StorageIndex};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -400,6 +400,65 @@ pub(crate) fn adopt_share(
     Ok(AdoptOutcome::Adopted(state))
 }
 
+pub(crate) fn adopt_shares(
+    conn: &mut Connection,
+    found: &[FoundShare],
+    now: UnixTime,
+) -> Result<Vec<AdoptOutcome>> {
+    let tx = begin(conn)?;
+    let mut out = Vec::with_capacity(found.len());
+    for f in found {
+        let used = space(f.used_space)?;
+        let si_s = f.storage_index.to_base32();
+        if let Some(c) = current(&tx, &si_s, f.shnum)? {
+            out.push(AdoptOutcome::AlreadyKnown(c.state));
+            continue;
+        }
+        insert_share(&tx, &si_s, f.shnum, f.kind, ShareState::Stable, used)?;
+        upsert_lease(
+            &tx,
+            &si_s,
+            f.shnum,
+            AccountId::STARTER,
+            now,
+            now.saturating_add(STARTER_LEASE_DURATION),
+        )?;
+        if let Some(reason) = &f.corrupt {
+            tx.prepare_cached(
+                "UPDATE shares SET corrupt_reason = ?3 WHERE storage_index = ?1 AND shnum = ?2",
+            )?
+            .execute(params![si_s, f.shnum, truncate_reason(reason)])?;
+        }
+        out.push(AdoptOutcome::Adopted(ShareState::Stable));
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+pub(crate) fn mark_share_going_if_unleased(
+    conn: &mut Connection,
+    si: &StorageIndex,
+    shnum: ShareNum,
+) -> Result<Option<ShareRecord>> {
+    let si_s = si.to_base32();
+    let tx = begin(conn)?;
+    let sql = format!(
+        "SELECT {SHARE_COLS} FROM shares s WHERE s.storage_index = ?1 AND s.shnum = ?2 \
+         AND s.state = 'stable' AND NOT EXISTS \
+         (SELECT 1 FROM leases l WHERE l.storage_index = s.storage_index AND l.shnum = s.shnum)"
+    );
+    let Some(rec) = query_shares(&tx, &sql, params![si_s, shnum])?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    tx.prepare_cached("UPDATE shares SET state = 'going' WHERE storage_index = ?1 AND shnum = ?2")?
+        .execute(params![si_s, shnum])?;
+    tx.commit()?;
+    Ok(Some(rec))
+}
+
 // ---------------------------------------------------------------------------------------------
 // leases
 
@@ -541,6 +600,59 @@ pub(crate) fn remove_expired_leases(
     let sql = format!("DELETE FROM leases WHERE {condition}{kind_filter}");
     let n = conn.prepare_cached(&sql)?.execute([cutoff])?;
     Ok(n as u64)
+}
+
+/// The `WHERE` condition (on `leases`) selecting the leases `policy` expires, with its
+/// parameter; `None` if the policy applies to no kind of share.
+fn expired_condition(policy: &ExpiryPolicy, now: UnixTime, alias: &str) -> Option<(String, i64)> {
+    let (condition, cutoff) = match policy.mode {
+        ExpiryMode::ExpirationTime => ("expiration_time < ?1", now),
+        ExpiryMode::Age {
+            override_lease_duration,
+        } => (
+            "renewal_time < ?1",
+            now.saturating_sub(override_lease_duration),
+        ),
+        ExpiryMode::CutoffDate { cutoff } => ("renewal_time < ?1", cutoff),
+    };
+    let kind_filter = match (policy.immutable, policy.mutable) {
+        (false, false) => return None,
+        (true, true) => String::new(),
+        (immutable, _) => format!(
+            " AND EXISTS (SELECT 1 FROM shares ks WHERE ks.storage_index = {alias}.storage_index \
+             AND ks.shnum = {alias}.shnum AND ks.share_type = '{}')",
+            if immutable { "immutable" } else { "mutable" }
+        ),
+    };
+    Some((format!("{alias}.{condition}{kind_filter}"), cutoff))
+}
+
+pub(crate) fn expiry_preview(
+    conn: &mut Connection,
+    policy: &ExpiryPolicy,
+    now: UnixTime,
+) -> Result<ExpiryPreview> {
+    let Some((cond, cutoff)) = expired_condition(policy, now, "l") else {
+        return Ok(ExpiryPreview::default());
+    };
+    let tx = conn.transaction()?;
+    let leases: i64 = tx
+        .prepare(&format!("SELECT COUNT(*) FROM leases l WHERE {cond}"))?
+        .query_row([cutoff], |r| r.get(0))?;
+    // Shares every lease of which would expire (or that have none): collected afterwards.
+    let (shares, bytes): (i64, i64) = tx
+        .prepare(&format!(
+            "SELECT COUNT(*), COALESCE(SUM(s.used_space), 0) FROM shares s \
+             WHERE s.state = 'stable' AND NOT EXISTS (SELECT 1 FROM leases l \
+             WHERE l.storage_index = s.storage_index AND l.shnum = s.shnum AND NOT ({cond}))"
+        ))?
+        .query_row([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    tx.commit()?;
+    Ok(ExpiryPreview {
+        leases: to_u64(leases, "leases", "count")?,
+        shares: to_u64(shares, "shares", "count")?,
+        bytes: to_u64(bytes, "shares", "used_space sum")?,
+    })
 }
 
 pub(crate) fn unleased_stable_shares(conn: &Connection, limit: u32) -> Result<Vec<ShareRecord>> {
@@ -759,17 +871,17 @@ pub(crate) fn touch_account_last_seen(
 // ---------------------------------------------------------------------------------------------
 // crawler
 
-const COUNTER_COLS: &str = "shares_seen, bytes_seen, adopted, vanished, corrupt, leases_expired, shares_collected, bytes_collected";
+const COUNTER_COLS: &str = "shares_seen, bytes_seen, adopted, vanished, corrupt, leases_expired, shares_collected, bytes_collected, gc_dry_run";
 
-fn counters_at(r: &Row<'_>, first: usize) -> rusqlite::Result<[i64; 8]> {
-    let mut c = [0i64; 8];
+fn counters_at(r: &Row<'_>, first: usize) -> rusqlite::Result<[i64; 9]> {
+    let mut c = [0i64; 9];
     for (i, slot) in c.iter_mut().enumerate() {
         *slot = r.get(first + i)?;
     }
     Ok(c)
 }
 
-fn counters_from(c: [i64; 8], table: &'static str) -> Result<CrawlerCounters> {
+fn counters_from(c: [i64; 9], table: &'static str) -> Result<CrawlerCounters> {
     let u = |v: i64| to_u64(v, table, "counter");
     Ok(CrawlerCounters {
         shares_seen: u(c[0])?,
@@ -780,10 +892,11 @@ fn counters_from(c: [i64; 8], table: &'static str) -> Result<CrawlerCounters> {
         leases_expired: u(c[5])?,
         shares_collected: u(c[6])?,
         bytes_collected: u(c[7])?,
+        gc_dry_run: c[8] != 0,
     })
 }
 
-fn counters_to(c: &CrawlerCounters) -> Result<[i64; 8]> {
+fn counters_to(c: &CrawlerCounters) -> Result<[i64; 9]> {
     let i = |v: u64| to_i64(v, "crawler counter");
     Ok([
         i(c.shares_seen)?,
@@ -794,21 +907,24 @@ fn counters_to(c: &CrawlerCounters) -> Result<[i64; 8]> {
         i(c.leases_expired)?,
         i(c.shares_collected)?,
         i(c.bytes_collected)?,
+        i64::from(c.gc_dry_run),
     ])
 }
 
 pub(crate) fn crawler_state(conn: &Connection) -> Result<CrawlerState> {
     let sql = format!(
-        "SELECT cycle, position, cycle_start_time, {COUNTER_COLS} FROM crawler_state WHERE id = 1"
+        "SELECT cycle, position, cycle_start_time, updated_at, {COUNTER_COLS} FROM crawler_state WHERE id = 1"
     );
-    let (cycle, position, start, counters) = conn.prepare_cached(&sql)?.query_row([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-            counters_at(r, 3)?,
-        ))
-    })?;
+    let (cycle, position, start, updated_at, counters) =
+        conn.prepare_cached(&sql)?.query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                counters_at(r, 4)?,
+            ))
+        })?;
     Ok(CrawlerState {
         cycle: to_u64(cycle, "crawler_state", "cycle")?,
         position: position
@@ -816,6 +932,7 @@ pub(crate) fn crawler_state(conn: &Connection) -> Result<CrawlerState> {
             .transpose()?,
         cycle_start_time: start,
         counters: counters_from(counters, "crawler_state")?,
+        updated_at,
     })
 }
 
@@ -824,7 +941,8 @@ pub(crate) fn save_crawler_state(conn: &Connection, state: &CrawlerState) -> Res
     conn.prepare_cached(
         "UPDATE crawler_state SET cycle = ?1, position = ?2, cycle_start_time = ?3, \
          shares_seen = ?4, bytes_seen = ?5, adopted = ?6, vanished = ?7, corrupt = ?8, \
-         leases_expired = ?9, shares_collected = ?10, bytes_collected = ?11 WHERE id = 1",
+         leases_expired = ?9, shares_collected = ?10, bytes_collected = ?11, gc_dry_run = ?12, \
+         updated_at = ?13 WHERE id = 1",
     )?
     .execute(params![
         to_i64(state.cycle, "crawler cycle")?,
@@ -838,6 +956,8 @@ pub(crate) fn save_crawler_state(conn: &Connection, state: &CrawlerState) -> Res
         c[5],
         c[6],
         c[7],
+        c[8],
+        state.updated_at,
     ])?;
     Ok(())
 }
@@ -864,10 +984,10 @@ pub(crate) fn finish_crawl_cycle(
         .execute([cycle])?;
     tx.prepare_cached(&format!(
         "INSERT INTO crawler_history (cycle, start_time, end_time, {COUNTER_COLS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))?
     .execute(params![
-        cycle, start_time, end_time, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        cycle, start_time, end_time, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
     ])?;
     tx.prepare_cached(
         "DELETE FROM crawler_history WHERE cycle NOT IN \
@@ -881,8 +1001,20 @@ pub(crate) fn finish_crawl_cycle(
             position: None,
             cycle_start_time: None,
             counters: Default::default(),
+            updated_at: None,
         },
     )?;
+    // Requests this cycle answers are done; keep the newest 100 answered ones.
+    tx.prepare_cached(
+        "UPDATE crawler_requests SET done_at = ?2 \
+         WHERE done_at IS NULL AND started_cycle IS NOT NULL AND started_cycle <= ?1",
+    )?
+    .execute(params![cycle, end_time])?;
+    tx.prepare_cached(
+        "DELETE FROM crawler_requests WHERE done_at IS NOT NULL AND id NOT IN \
+         (SELECT id FROM crawler_requests WHERE done_at IS NOT NULL ORDER BY id DESC LIMIT 100)",
+    )?
+    .execute([])?;
     // The cycle that just finished started after the block was set if its number reached
     // `until_cycle` (see `block_gc_until_full_crawl`).
     tx.prepare_cached(
@@ -919,6 +1051,60 @@ pub(crate) fn crawler_history(conn: &Connection, n: u32) -> Result<Vec<CrawlerHi
             })
         })
         .collect()
+}
+
+fn request_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, i64, Option<i64>, Option<i64>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn request_from_raw(
+    (id, requested_at, started, done_at): (i64, i64, Option<i64>, Option<i64>),
+) -> Result<CrawlRequest> {
+    Ok(CrawlRequest {
+        id,
+        requested_at,
+        started_cycle: started
+            .map(|c| to_u64(c, "crawler_requests", "started_cycle"))
+            .transpose()?,
+        done_at,
+    })
+}
+
+pub(crate) fn request_crawl(conn: &Connection, now: UnixTime) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("INSERT INTO crawler_requests (requested_at) VALUES (?1) RETURNING id")?
+        .query_row([now], |r| r.get(0))?)
+}
+
+pub(crate) fn claim_crawl_requests(conn: &Connection, cycle: u64) -> Result<u64> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE crawler_requests SET started_cycle = ?1 \
+             WHERE started_cycle IS NULL AND done_at IS NULL",
+        )?
+        .execute([to_i64(cycle, "crawler cycle")?])?;
+    Ok(n as u64)
+}
+
+pub(crate) fn open_crawl_requests(conn: &Connection) -> Result<Vec<CrawlRequest>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, requested_at, started_cycle, done_at FROM crawler_requests \
+         WHERE done_at IS NULL ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], request_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(request_from_raw).collect()
+}
+
+pub(crate) fn get_crawl_request(conn: &Connection, id: i64) -> Result<Option<CrawlRequest>> {
+    conn.prepare_cached(
+        "SELECT id, requested_at, started_cycle, done_at FROM crawler_requests WHERE id = ?1",
+    )?
+    .query_row([id], request_from_row)
+    .optional()?
+    .map(request_from_raw)
+    .transpose()
 }
 
 // ---------------------------------------------------------------------------------------------

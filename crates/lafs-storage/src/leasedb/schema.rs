@@ -22,13 +22,19 @@ pub(crate) struct Migration {
 }
 
 /// The migration chain, in order, versions 1, 2, ...
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: V1,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        sql: V2,
+    },
+];
 
 /// The newest schema version this program knows.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tables every database of the current version has.
 pub(crate) const REQUIRED_TABLES: &[&str] = &[
@@ -39,6 +45,7 @@ pub(crate) const REQUIRED_TABLES: &[&str] = &[
     "accounts",
     "crawler_state",
     "crawler_history",
+    "crawler_requests",
 ];
 
 const V1: &str = "
@@ -121,6 +128,27 @@ CREATE TABLE crawler_history (
     leases_expired BIGINT NOT NULL,
     shares_collected BIGINT NOT NULL,
     bytes_collected BIGINT NOT NULL
+);
+";
+
+/// Version 2: what the accounting crawler needs beyond version 1.
+/// - `gc_dry_run` on the crawler's state and history: the cycle's expiry and collection
+///   counters say what *would* have been removed (`[storage] expire.dry_run`).
+/// - `updated_at` on the state: when the crawler last saved progress (for the rate the admin
+///   tool shows).
+/// - `crawler_requests`: the control channel from `lafs storage crawl-now` (another process)
+///   to the crawler of the running server, which polls it. `started_cycle` is the cycle that
+///   answers the request (the first to start after it); `done_at` is set in the same
+///   transaction that finishes that cycle.
+const V2: &str = "
+ALTER TABLE crawler_state ADD COLUMN gc_dry_run INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE crawler_state ADD COLUMN updated_at BIGINT NULL;
+ALTER TABLE crawler_history ADD COLUMN gc_dry_run INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE crawler_requests (
+    id INTEGER NOT NULL PRIMARY KEY,
+    requested_at BIGINT NOT NULL,
+    started_cycle BIGINT NULL,
+    done_at BIGINT NULL
 );
 ";
 
@@ -264,29 +292,33 @@ mod tests {
             migrate(&mut conn, MIGRATIONS, path, Empty::Initialise).unwrap(),
             0
         );
-        // A later program adds version 2.
-        let v2 = [
+        // A later program adds version 3.
+        let v3 = [
             Migration {
                 version: 1,
                 sql: V1,
             },
             Migration {
                 version: 2,
+                sql: V2,
+            },
+            Migration {
+                version: 3,
                 sql: "ALTER TABLE accounts ADD COLUMN note TEXT NULL; \
                       UPDATE accounts SET note = 'built-in' WHERE id < 2;",
             },
         ];
-        assert_eq!(migrate(&mut conn, &v2, path, Empty::Refuse).unwrap(), 1);
-        assert_eq!(migrate(&mut conn, &v2, path, Empty::Refuse).unwrap(), 2);
+        assert_eq!(migrate(&mut conn, &v3, path, Empty::Refuse).unwrap(), 2);
+        assert_eq!(migrate(&mut conn, &v3, path, Empty::Refuse).unwrap(), 3);
         let note: String = conn
             .query_row("SELECT note FROM accounts WHERE id = 1", [], |r| r.get(0))
             .unwrap();
         assert_eq!(note, "built-in");
-        // ...and this program (version 1) then refuses it, changing nothing.
+        // ...and this program (version 2) then refuses it, changing nothing.
         match migrate(&mut conn, MIGRATIONS, path, Empty::Refuse) {
             Err(LeaseDbError::NewerSchema {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }) => {}
             other => panic!("{other:?}"),
@@ -294,7 +326,7 @@ mod tests {
         let v: i64 = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
     }
 
     #[test]
@@ -309,6 +341,10 @@ mod tests {
             },
             Migration {
                 version: 2,
+                sql: V2,
+            },
+            Migration {
+                version: 3,
                 sql: "CREATE TABLE extra (x INTEGER); SELECT * FROM no_such_table;",
             },
         ];
@@ -317,7 +353,7 @@ mod tests {
         let v: i64 = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 1);
+        assert_eq!(v, 2);
     }
 
     #[test]

@@ -20,9 +20,9 @@
 
 use super::schema::{self, Empty, MIGRATIONS};
 use super::{
-    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlerHistoryEntry,
-    CrawlerState, DbInfo, ExpiryPolicy, GcBlock, Lease, LeaseDb, LeaseDbError, Result, ShareRecord,
-    ShareState, Totals, UnixTime, ops,
+    Account, AccountId, AccountSummary, AccountUsage, AdoptOutcome, CrawlRequest,
+    CrawlerHistoryEntry, CrawlerState, DbInfo, ExpiryPolicy, ExpiryPreview, FoundShare, GcBlock,
+    Lease, LeaseDb, LeaseDbError, Result, ShareRecord, ShareState, Totals, UnixTime, ops,
 };
 use crate::types::{ShareKind, ShareNum, StorageIndex};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -303,6 +303,32 @@ impl SqliteLeaseDb {
         })
     }
 
+    /// Opens an existing database for an administration tool running next to the server
+    /// (`lafs storage crawler`, `crawl-now`): never creates one (a missing file is
+    /// [`LeaseDbError::Io`] with `NotFound`), never sets one aside, skips the page check (the
+    /// server did it at start), and waits up to `busy_timeout` for the server's write lock.
+    /// SQLite's WAL mode lets this second connection read while the server writes.
+    pub fn open_admin(path: &Path) -> Result<Self> {
+        if !exists(path)? {
+            return Err(io_err(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no lease database (has this storage server run yet?)",
+                ),
+            ));
+        }
+        let opts = OpenOptions {
+            check: IntegrityCheck::None,
+            ..OpenOptions::default()
+        };
+        let conn = open_existing(path, &opts).map_err(|e| classify(path, e))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -528,6 +554,22 @@ impl LeaseDb for SqliteLeaseDb {
         self.run(|c| ops::gc_candidates(c, limit))
     }
 
+    fn adopt_shares(&mut self, found: &[FoundShare], now: UnixTime) -> Result<Vec<AdoptOutcome>> {
+        self.run(|c| ops::adopt_shares(c, found, now))
+    }
+
+    fn mark_share_going_if_unleased(
+        &mut self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> Result<Option<ShareRecord>> {
+        self.run(|c| ops::mark_share_going_if_unleased(c, si, shnum))
+    }
+
+    fn expiry_preview(&mut self, policy: &ExpiryPolicy, now: UnixTime) -> Result<ExpiryPreview> {
+        self.run(|c| ops::expiry_preview(c, policy, now))
+    }
+
     fn create_account(
         &mut self,
         pubkey: Option<&str>,
@@ -583,6 +625,22 @@ impl LeaseDb for SqliteLeaseDb {
 
     fn crawler_history(&mut self, n: u32) -> Result<Vec<CrawlerHistoryEntry>> {
         self.run(|c| ops::crawler_history(c, n))
+    }
+
+    fn request_crawl(&mut self, now: UnixTime) -> Result<i64> {
+        self.run(|c| ops::request_crawl(c, now))
+    }
+
+    fn claim_crawl_requests(&mut self, cycle: u64) -> Result<u64> {
+        self.run(|c| ops::claim_crawl_requests(c, cycle))
+    }
+
+    fn open_crawl_requests(&mut self) -> Result<Vec<CrawlRequest>> {
+        self.run(|c| ops::open_crawl_requests(c))
+    }
+
+    fn get_crawl_request(&mut self, id: i64) -> Result<Option<CrawlRequest>> {
+        self.run(|c| ops::get_crawl_request(c, id))
     }
 
     fn gc_block(&mut self) -> Result<Option<GcBlock>> {
