@@ -13,6 +13,7 @@
 //!   share and evaluates test vectors before writing;
 //! - errors carry whether a retry may help ([`BackendError::is_transient`]).
 
+pub mod cloud;
 pub mod discard;
 pub mod disk;
 pub mod memory;
