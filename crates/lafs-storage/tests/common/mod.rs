@@ -16,6 +16,8 @@ use lafs_storage::backend::{Backend, MutableWrite, WriteVector};
 use lafs_storage::types::{ShareNum, StorageIndex};
 use tempfile::TempDir;
 
+pub mod fault_proxy;
+
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 
