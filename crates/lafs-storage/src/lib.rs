@@ -6,8 +6,8 @@
 //! - `server`: the share state machine (NONE, COMING, STABLE, GOING), leases, reserved space,
 //!   read-only mode.
 //! - [`leasedb`]: the lease database (SQLite; leases live only here, never in share files).
-//! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::memory`],
-//!   [`backend::discard`]).
+//! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::cloud`],
+//!   [`backend::memory`], [`backend::discard`]).
 
 pub mod backend;
 pub mod frontend;

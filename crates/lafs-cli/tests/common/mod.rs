@@ -971,18 +971,59 @@ impl S3sFsServer {
 }
 
 /// Switches a `lafs` node directory to `[storage] backend = cloud.s3` on `bucket` at
-/// `endpoint` (chunk size `chunk`), writing `private/s3secret`.
+/// `endpoint` (chunk size `chunk`) with the test s3s-fs credentials.
 pub fn use_cloud_s3(node_dir: &Path, endpoint: &str, bucket: &str, chunk: &str) {
+    let s3 = ExternalS3 {
+        url: endpoint.into(),
+        region: "us-east-1".into(),
+        key: S3_ACCESS_KEY.into(),
+        secret: S3_SECRET_KEY.into(),
+    };
+    use_cloud_s3_at(node_dir, &s3, bucket, chunk);
+}
+
+/// An S3 service the test does not start (e.g. Garage, from `bench/garage.sh`).
+#[derive(Clone, Debug)]
+pub struct ExternalS3 {
+    pub url: String,
+    pub region: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl ExternalS3 {
+    /// From `VAR` = `URL REGION ACCESS_KEY SECRET_KEY`, if set.
+    pub fn from_env(var: &str) -> Option<Self> {
+        let v = std::env::var(var).ok()?;
+        let p: Vec<&str> = v.split_whitespace().collect();
+        assert_eq!(
+            p.len(),
+            4,
+            "{var} must be `URL REGION ACCESS_KEY SECRET_KEY`"
+        );
+        Some(Self {
+            url: p[0].into(),
+            region: p[1].into(),
+            key: p[2].into(),
+            secret: p[3].into(),
+        })
+    }
+}
+
+/// Switches a `lafs` node directory to `[storage] backend = cloud.s3` on `bucket` of `s3`
+/// (chunk size `chunk`), writing `private/s3secret`.
+pub fn use_cloud_s3_at(node_dir: &Path, s3: &ExternalS3, bucket: &str, chunk: &str) {
     let cfg_path = node_dir.join("tahoe.cfg");
     let cfg = fs::read_to_string(&cfg_path).unwrap();
     let settings = format!(
-        "backend = cloud.s3\ns3.bucket = {bucket}\ns3.url = {endpoint}\n\
-         s3.region = us-east-1\ns3.access_key_id = {S3_ACCESS_KEY}\ns3.chunk_size = {chunk}\n"
+        "backend = cloud.s3\ns3.bucket = {bucket}\ns3.url = {}\ns3.region = {}\n\
+         s3.access_key_id = {}\ns3.chunk_size = {chunk}\n",
+        s3.url, s3.region, s3.key
     );
     assert!(
         cfg.contains("backend = disk\n"),
         "no disk backend line in {cfg}"
     );
     fs::write(&cfg_path, cfg.replacen("backend = disk\n", &settings, 1)).unwrap();
-    fs::write(node_dir.join("private/s3secret"), S3_SECRET_KEY).unwrap();
+    fs::write(node_dir.join("private/s3secret"), &s3.secret).unwrap();
 }
