@@ -294,3 +294,56 @@ async fn mutable_writes_touch_only_their_chunks() {
     let chunks = objects.iter().filter(|(k, _)| k.contains("/1")).count() as u64;
     assert_eq!(chunks, (468 + size / 3 + 4).div_ceil(CHUNK), "{objects:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_answers_5xx_and_keeps_the_share_coming() {
+    use lafs_storage::frontend::error_status;
+    use lafs_storage::leasedb::{AccountId, LeaseDbHandle, OpenOptions, ShareState};
+    use lafs_storage::server::{ServerConfig, StorageServer, SystemClock};
+    use std::sync::Arc;
+
+    let Some(r) = rig().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = LeaseDbHandle::open_sqlite(
+        &dir.path().join("leasedb.sqlite"),
+        1_700_000_000,
+        OpenOptions::default(),
+    )
+    .await
+    .unwrap();
+    let server = StorageServer::new(
+        Arc::new(r.b.clone()),
+        db,
+        ServerConfig::default(),
+        Arc::new(SystemClock),
+    );
+    server.startup().await.unwrap();
+    let s = si(9);
+    let data = pattern(5 * CHUNK, 9);
+    let len = data.len() as u64;
+    let shnums = [0u16].into_iter().collect();
+    server
+        .allocate(AccountId::ANONYMOUS, &s, &shnums, len, b"secret")
+        .await
+        .unwrap();
+    // The object store fails every chunk upload from now on.
+    r.proxy.add("PUT", "/0", Fault::Status(503), 10_000);
+    let mut err = None;
+    for (i, c) in data.chunks(CHUNK as usize).enumerate() {
+        let off = (i * CHUNK as usize) as u64;
+        if let Err(e) = server
+            .write(&s, 0, b"secret", off, Bytes::copy_from_slice(c))
+            .await
+        {
+            err = Some(e);
+            break;
+        }
+    }
+    let e = err.expect("a write (or the commit) fails");
+    let status = error_status(&e);
+    assert!(status.is_server_error(), "{status} for {e}");
+    let row = server.leasedb().get_share(s, 0).await.unwrap().unwrap();
+    assert_eq!(row.state, ShareState::Coming, "never STABLE");
+    assert!(r.b.list_shares(&s).await.unwrap().is_empty(), "never visible");
+    assert!(server.read(ShareKind::Immutable, &s, 0, 0, 10).await.is_err());
+}
