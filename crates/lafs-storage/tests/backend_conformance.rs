@@ -7,7 +7,8 @@
 //! `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,cloud.s3`; also
 //! `disk.inplace` and `disk.rewrite`, the disk backend forced onto one mutable write path).
 //! A new backend is one arm in `common::make`, as OpenDAL's behaviour tests select services.
-//! `cloud.s3` runs the cloud backend (4 KiB chunks) against a fresh s3s-fs per case
+//! `cloud.s3` runs the cloud backend (16 KiB chunks; `cloud_layout.rs` tests sizes at the
+//! chunk boundaries with 4 KiB ones) against a fresh s3s-fs per case
 //! (`LAFS_S3S_FS` or `~/.cache/lafs/s3s-root/bin/s3s-fs`, made by `interop/s3s-fs.sh`;
 //! missing, it is skipped with a message locally and fails under `CI=true`).
 //!

@@ -94,7 +94,7 @@ pub fn available(name: &str) -> bool {
 }
 
 /// Chunk size of the `cloud.s3` test backend.
-pub const CLOUD_TEST_CHUNK: u64 = 4096;
+pub const CLOUD_TEST_CHUNK: u64 = 16 * 1024;
 
 /// Access key and secret the test s3s-fs servers accept.
 pub const S3_ACCESS_KEY: &str = "lafs-test-access";
