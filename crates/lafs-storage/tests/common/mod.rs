@@ -179,6 +179,12 @@ impl S3sFs {
                     break; // port taken meanwhile: try another
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Someone listens; make sure it is ours (another test's server could
+                    // have taken the port while ours failed to bind).
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
                     return Some(Self {
                         child,
                         endpoint: format!("http://127.0.0.1:{port}"),
