@@ -344,6 +344,14 @@ async fn server_answers_5xx_and_keeps_the_share_coming() {
     assert!(status.is_server_error(), "{status} for {e}");
     let row = server.leasedb().get_share(s, 0).await.unwrap().unwrap();
     assert_eq!(row.state, ShareState::Coming, "never STABLE");
-    assert!(r.b.list_shares(&s).await.unwrap().is_empty(), "never visible");
-    assert!(server.read(ShareKind::Immutable, &s, 0, 0, 10).await.is_err());
+    assert!(
+        r.b.list_shares(&s).await.unwrap().is_empty(),
+        "never visible"
+    );
+    assert!(
+        server
+            .read(ShareKind::Immutable, &s, 0, 0, 10)
+            .await
+            .is_err()
+    );
 }
