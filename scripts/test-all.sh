@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every lafs test, installing what the tests need first:
 #   - stock Tahoe-LAFS 1.20 from PyPI in a cached virtualenv (interop cross-checks),
+#   - s3s-fs 0.14.1, a small S3 server, built once into ~/.cache/lafs/s3s-root (cloud backend),
 #   - cargo-fuzz (the fuzz targets run briefly).
 # Needs: the Rust toolchain (cargo, rustfmt, clippy), python3 with venv, gcc.
 # Environment: LAFS_TAHOE_VENV (venv path), LAFS_FUZZ_SECONDS (per target, default 15).
@@ -14,6 +15,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step "stock Tahoe-LAFS 1.20 in $LAFS_TAHOE_VENV"
 interop/tahoe-venv.sh
+
+step "s3s-fs (S3 server for the cloud backend tests)"
+LAFS_S3S_FS="$(interop/s3s-fs.sh)"
+export LAFS_S3S_FS
 
 step "cargo-fuzz"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -52,7 +52,9 @@ fn parse_args() -> Args {
             "--small-size" => a.small_size = num(),
             "--parallel" => a.parallel = num() as usize,
             "-h" | "--help" => {
-                eprintln!("usage: gbs_load SERVERS_YAML [--bulk-mib N] [--share-mib N] [--small N] [--small-size BYTES] [--parallel N]");
+                eprintln!(
+                    "usage: gbs_load SERVERS_YAML [--bulk-mib N] [--share-mib N] [--small N] [--small-size BYTES] [--parallel N]"
+                );
                 std::process::exit(0);
             }
             _ if a.yaml.is_empty() => a.yaml = arg,
@@ -169,7 +171,13 @@ async fn run_one(s: Arc<GridServer>, a: &Args, run: u64) {
     while let Some(r) = js.join_next().await {
         r.unwrap();
     }
-    report(&name, "bulk_read", shares * (share / mib), shares * share, t);
+    report(
+        &name,
+        "bulk_read",
+        shares * (share / mib),
+        shares * share,
+        t,
+    );
     // Small shares.
     let small = pattern(run + 1, a.small_size as usize);
     let base = 1 << 32;
@@ -196,7 +204,13 @@ async fn run_one(s: Arc<GridServer>, a: &Args, run: u64) {
             let _p = sem.acquire().await;
             let b = s
                 .client()
-                .read_share(ShareKind::Immutable, si(run, base + n), ShareNum::new(0), 0, small.len() as u64)
+                .read_share(
+                    ShareKind::Immutable,
+                    si(run, base + n),
+                    ShareNum::new(0),
+                    0,
+                    small.len() as u64,
+                )
                 .await
                 .expect("read small");
             assert!(b == small, "small read differs");

@@ -118,7 +118,7 @@ pub struct StorageConfig {
     pub reserved_space: u64,
     /// Accept no new shares.
     pub readonly: bool,
-    /// `disk` (default), later `cloud.s3`, ...
+    /// `disk` (default) or `cloud.s3` (settings: [`S3Config::from_ini`]).
     pub backend: String,
 }
 
@@ -201,13 +201,25 @@ impl NodeConfig {
             .filter(|v| !v.is_empty())
             .unwrap_or("disk")
             .to_string();
-        if backend != "disk" {
-            return Err(bad(
-                "storage",
-                "backend",
-                &backend,
-                "unsupported storage backend (this build has: disk)".into(),
-            ));
+        // `s3` is the Tahoe cloud branch's alias of `cloud.s3`.
+        let backend = if backend == "s3" {
+            "cloud.s3".to_string()
+        } else {
+            backend
+        };
+        match backend.as_str() {
+            "disk" => {}
+            "cloud.s3" => {
+                S3Config::from_ini(&ini, p)?;
+            }
+            _ => {
+                return Err(bad(
+                    "storage",
+                    "backend",
+                    &backend,
+                    "unsupported storage backend (this build has: disk, cloud.s3)".into(),
+                ));
+            }
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -505,6 +517,76 @@ mod expire_tests {
     }
 }
 
+/// `[storage] backend = cloud.s3` settings, with the Tahoe cloud branch's key names
+/// (`s3.bucket`, `s3.access_key_id`, `s3.url`; the secret key is `private/s3secret`) plus
+/// `s3.region`, `s3.path_style` (default true: `URL/bucket/key` rather than
+/// `bucket.HOST/key`) and `s3.chunk_size` (default 512 KiB, the branch's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    /// `s3.bucket`.
+    pub bucket: String,
+    /// `s3.access_key_id`.
+    pub access_key_id: String,
+    /// `s3.url` (the branch's default: Amazon).
+    pub url: Option<String>,
+    /// `s3.region`.
+    pub region: Option<String>,
+    /// `s3.path_style`.
+    pub path_style: bool,
+    /// `s3.chunk_size` in bytes.
+    pub chunk_size: u64,
+}
+
+impl S3Config {
+    /// Reads the `s3.*` keys of `[storage]`; `path` names the file in errors.
+    pub fn from_ini(ini: &Ini, path: &str) -> Result<Self, ConfigError> {
+        let get = |key: &str| {
+            ini.get("storage", key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let bad = |key: &str, value: &str, message: &str| ConfigError::Value {
+            path: path.to_string(),
+            section: "storage".into(),
+            key: key.into(),
+            value: value.into(),
+            message: message.into(),
+        };
+        let required =
+            |key: &str| get(key).ok_or_else(|| bad(key, "", "required with backend = cloud.s3"));
+        let path_style = match get("s3.path_style").map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) => match v.as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => return Err(bad("s3.path_style", &v, "expected true or false")),
+            },
+        };
+        let chunk_size = match get("s3.chunk_size") {
+            None => 512 * 1024,
+            Some(v) => match parse_abbreviated_size(&v) {
+                Ok(n) if (4096..=(64 << 20)).contains(&n) => n,
+                Ok(_) => return Err(bad("s3.chunk_size", &v, "must be 4KiB .. 64MiB")),
+                Err(m) => return Err(bad("s3.chunk_size", &v, &m)),
+            },
+        };
+        if let Some(u) = get("s3.url")
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(bad("s3.url", &u, "expected an http:// or https:// URL"));
+        }
+        Ok(Self {
+            bucket: required("s3.bucket")?,
+            access_key_id: required("s3.access_key_id")?,
+            url: get("s3.url"),
+            region: get("s3.region"),
+            path_style,
+            chunk_size,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,5 +637,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("enabled") && e.contains("maybe"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod cloud_tests {
+    use super::*;
+
+    #[test]
+    fn cloud_s3_settings() {
+        let text = "[storage]\nenabled = true\nbackend = cloud.s3\ns3.bucket = shares\ns3.access_key_id = AKID\ns3.url = http://127.0.0.1:9000\ns3.region = garage\ns3.path_style = false\ns3.chunk_size = 64KiB\n";
+        let ini = Ini::parse(text).unwrap();
+        let c = NodeConfig::from_ini(Path::new("/x"), ini.clone(), "tahoe.cfg").unwrap();
+        assert_eq!(c.storage.backend, "cloud.s3");
+        let s3 = S3Config::from_ini(&ini, "tahoe.cfg").unwrap();
+        assert_eq!(
+            s3,
+            S3Config {
+                bucket: "shares".into(),
+                access_key_id: "AKID".into(),
+                url: Some("http://127.0.0.1:9000".into()),
+                region: Some("garage".into()),
+                path_style: false,
+                chunk_size: 64 * 1024,
+            }
+        );
+        // The branch's alias, and its defaults.
+        let ini =
+            Ini::parse("[storage]\nbackend = s3\ns3.bucket = b\ns3.access_key_id = k\n").unwrap();
+        let c = NodeConfig::from_ini(Path::new("/x"), ini.clone(), "tahoe.cfg").unwrap();
+        assert_eq!(c.storage.backend, "cloud.s3");
+        let s3 = S3Config::from_ini(&ini, "tahoe.cfg").unwrap();
+        assert!(s3.path_style && s3.url.is_none() && s3.chunk_size == 512 * 1024);
+        for (text, key) in [
+            (
+                "[storage]\nbackend = cloud.s3\ns3.access_key_id = k\n",
+                "s3.bucket",
+            ),
+            (
+                "[storage]\nbackend = cloud.s3\ns3.bucket = b\n",
+                "s3.access_key_id",
+            ),
+            (
+                "[storage]\nbackend = cloud.s3\ns3.bucket = b\ns3.access_key_id = k\ns3.chunk_size = 10\n",
+                "s3.chunk_size",
+            ),
+            (
+                "[storage]\nbackend = cloud.s3\ns3.bucket = b\ns3.access_key_id = k\ns3.url = ftp://x\n",
+                "s3.url",
+            ),
+            ("[storage]\nbackend = cloud.msazure\n", "backend"),
+        ] {
+            let e = NodeConfig::from_ini(Path::new("/x"), Ini::parse(text).unwrap(), "tahoe.cfg")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 }

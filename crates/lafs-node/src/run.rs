@@ -1,7 +1,9 @@
 //! Running a node: the storage server with its lease database and backend, until told to stop.
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, S3Config};
 use crate::node::{NodeError, ensure_identity};
+use lafs_storage::backend::Backend;
+use lafs_storage::backend::cloud::{CloudBackend, CloudOptions, S3Settings};
 use lafs_storage::backend::disk::DiskBackend;
 use lafs_storage::crawler::{Crawler, CrawlerConfig};
 use lafs_storage::frontend::{self, Frontend, Limits, RustlsServerConfig};
@@ -33,7 +35,7 @@ fn now() -> i64 {
 }
 
 /// Opens everything a storage node needs: identity, lease database (set aside and rebuilt if
-/// corrupt), disk backend, crash recovery; binds the listening socket.
+/// corrupt), share backend, crash recovery; binds the listening socket.
 pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError> {
     let location = cfg
         .tub_location
@@ -51,8 +53,7 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         path: storage_dir.display().to_string(),
         source: e,
     })?;
-    let backend = DiskBackend::open(storage_dir.clone())
-        .map_err(|e| NodeError::Usage(format!("storage backend: {e}")))?;
+    let backend = open_backend(cfg, &storage_dir)?;
     let db_path = storage_dir.join("leasedb.sqlite");
     let (db, rebuilt) =
         LeaseDbHandle::open_sqlite_or_rebuild(&db_path, now(), OpenOptions::default())
@@ -69,7 +70,7 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         ..ServerConfig::default()
     };
     let server = Arc::new(StorageServer::new(
-        Arc::new(backend),
+        backend,
         db,
         server_cfg,
         Arc::new(SystemClock),
@@ -102,6 +103,46 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         frontend: fe,
         crawler,
     })
+}
+
+/// The share backend `[storage] backend` names: `disk` (in `storage/`) or `cloud.s3` (the
+/// lease database stays in `storage/` either way).
+fn open_backend(
+    cfg: &NodeConfig,
+    storage_dir: &std::path::Path,
+) -> Result<Arc<dyn Backend>, NodeError> {
+    match cfg.storage.backend.as_str() {
+        "cloud.s3" => {
+            let s3 =
+                S3Config::from_ini(&cfg.ini, &NodeConfig::path(&cfg.dir).display().to_string())
+                    .map_err(|e| NodeError::Usage(e.to_string()))?;
+            let secret_path = cfg.dir.join("private").join("s3secret");
+            let secret = std::fs::read_to_string(&secret_path).map_err(|e| NodeError::Io {
+                path: secret_path.display().to_string(),
+                source: e,
+            })?;
+            let settings = S3Settings {
+                bucket: s3.bucket,
+                url: s3.url,
+                region: s3.region,
+                access_key_id: s3.access_key_id,
+                secret_access_key: secret.trim().to_string(),
+                path_style: s3.path_style,
+            };
+            let opts = CloudOptions {
+                chunk_size: s3.chunk_size,
+                ..CloudOptions::default()
+            };
+            let b = CloudBackend::s3(&settings, opts)
+                .map_err(|e| NodeError::Usage(format!("storage backend: {e}")))?;
+            Ok(Arc::new(b))
+        }
+        _ => {
+            let b = DiskBackend::open(storage_dir.to_path_buf())
+                .map_err(|e| NodeError::Usage(format!("storage backend: {e}")))?;
+            Ok(Arc::new(b))
+        }
+    }
 }
 
 /// Serves until `shutdown` turns true; in-flight requests get `grace` to finish.

@@ -8,8 +8,8 @@
 //! - [`leasedb`]: the lease database (SQLite; leases live only here, never in share files).
 //! - [`crawler`]: the accounting crawler (adoption, vanished shares, lease expiry, garbage
 //!   collection), walking the backend slowly through the server.
-//! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::memory`],
-//!   [`backend::discard`]).
+//! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::cloud`],
+//!   [`backend::memory`], [`backend::discard`]).
 
 pub mod backend;
 pub mod crawler;

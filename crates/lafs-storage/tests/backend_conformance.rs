@@ -4,9 +4,13 @@
 //!
 //! Each case in [`cases`] is an async function taking `&dyn Backend`; the `conformance!`
 //! macro makes one `#[tokio::test]` per case that runs it against every backend named in
-//! `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk`; also `disk.inplace` and
-//! `disk.rewrite`, the disk backend forced onto one mutable write path). A new backend is
-//! one arm in `common::make`, as OpenDAL's behaviour tests select services.
+//! `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,cloud.s3`; also
+//! `disk.inplace` and `disk.rewrite`, the disk backend forced onto one mutable write path).
+//! A new backend is one arm in `common::make`, as OpenDAL's behaviour tests select services.
+//! `cloud.s3` runs the cloud backend (16 KiB chunks; `cloud_layout.rs` tests sizes at the
+//! chunk boundaries with 4 KiB ones) against a fresh s3s-fs per case
+//! (`LAFS_S3S_FS` or `~/.cache/lafs/s3s-root/bin/s3s-fs`, made by `interop/s3s-fs.sh`;
+//! missing, it is skipped with a message locally and fails under `CI=true`).
 //!
 //! The stock round trips run stock's own storage classes from the interop venv
 //! (`LAFS_TAHOE_VENV`, default `~/.cache/lafs/tahoe-venv`, made by `interop/tahoe-venv.sh`;
@@ -23,6 +27,9 @@ macro_rules! conformance {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             for name in selected_backends() {
+                if !available(&name) {
+                    continue;
+                }
                 let h = make(&name);
                 println!("conformance case {} on backend {name}", stringify!($case));
                 cases::$case(h.b()).await;

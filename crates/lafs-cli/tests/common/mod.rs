@@ -882,3 +882,161 @@ impl StockClient {
             .unwrap_or_default()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// S3-compatible object store (s3s-fs) for the cloud backend
+
+/// Access key and secret the test s3s-fs accepts.
+pub const S3_ACCESS_KEY: &str = "lafs-grid-access";
+pub const S3_SECRET_KEY: &str = "lafs-grid-secret-0123456789";
+
+/// The s3s-fs binary: `LAFS_S3S_FS`, else `~/.cache/lafs/s3s-root/bin/s3s-fs` (made by
+/// `interop/s3s-fs.sh`). Missing: `None` locally (the test skips, saying so), a failure when
+/// `CI=true`.
+pub fn s3s_fs_binary() -> Option<PathBuf> {
+    let path = match std::env::var_os("LAFS_S3S_FS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/lafs/s3s-root/bin/s3s-fs"),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = format!(
+        "s3s-fs not found at {}: run `interop/s3s-fs.sh`, or point LAFS_S3S_FS at the binary",
+        path.display()
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// An s3s-fs server on 127.0.0.1 storing buckets as directories under `root` (killed on
+/// drop, through its [`Proc`]).
+pub struct S3sFsServer {
+    pub root: PathBuf,
+    pub endpoint: String,
+    proc: Proc,
+}
+
+impl S3sFsServer {
+    /// Starts s3s-fs with its data in `root` and its log next to it; `None` if the binary is
+    /// missing (see [`s3s_fs_binary`]).
+    pub fn start(root: &Path) -> Option<Self> {
+        let bin = s3s_fs_binary()?;
+        fs::create_dir_all(root).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(root);
+        let mut proc = Proc::spawn("s3s-fs", cmd, &root.with_extension("s3s.log"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        poll(
+            "s3s-fs to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || {
+                proc.assert_running();
+                if listening(addr) {
+                    Ok(())
+                } else {
+                    Err("not yet".into())
+                }
+            },
+        );
+        Some(Self {
+            root: root.to_owned(),
+            endpoint: format!("http://{addr}"),
+            proc,
+        })
+    }
+
+    /// Creates a bucket (a directory, for s3s-fs).
+    pub fn create_bucket(&self, name: &str) {
+        fs::create_dir_all(self.root.join(name)).unwrap();
+    }
+
+    /// Objects under `shares/` in `bucket`.
+    pub fn share_objects(&self, bucket: &str) -> usize {
+        fn walk(p: &Path) -> usize {
+            fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let p = e.path();
+                        if e.file_name().to_string_lossy().starts_with('.') {
+                            0
+                        } else if p.is_dir() {
+                            walk(&p)
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.root.join(bucket).join("shares"))
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+/// Switches a `lafs` node directory to `[storage] backend = cloud.s3` on `bucket` at
+/// `endpoint` (chunk size `chunk`) with the test s3s-fs credentials.
+pub fn use_cloud_s3(node_dir: &Path, endpoint: &str, bucket: &str, chunk: &str) {
+    let s3 = ExternalS3 {
+        url: endpoint.into(),
+        region: "us-east-1".into(),
+        key: S3_ACCESS_KEY.into(),
+        secret: S3_SECRET_KEY.into(),
+    };
+    use_cloud_s3_at(node_dir, &s3, bucket, chunk);
+}
+
+/// An S3 service the test does not start (e.g. Garage, from `bench/garage.sh`).
+#[derive(Clone, Debug)]
+pub struct ExternalS3 {
+    pub url: String,
+    pub region: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl ExternalS3 {
+    /// From `VAR` = `URL REGION ACCESS_KEY SECRET_KEY`, if set.
+    pub fn from_env(var: &str) -> Option<Self> {
+        let v = std::env::var(var).ok()?;
+        let p: Vec<&str> = v.split_whitespace().collect();
+        assert_eq!(
+            p.len(),
+            4,
+            "{var} must be `URL REGION ACCESS_KEY SECRET_KEY`"
+        );
+        Some(Self {
+            url: p[0].into(),
+            region: p[1].into(),
+            key: p[2].into(),
+            secret: p[3].into(),
+        })
+    }
+}
+
+/// Switches a `lafs` node directory to `[storage] backend = cloud.s3` on `bucket` of `s3`
+/// (chunk size `chunk`), writing `private/s3secret`.
+pub fn use_cloud_s3_at(node_dir: &Path, s3: &ExternalS3, bucket: &str, chunk: &str) {
+    let cfg_path = node_dir.join("tahoe.cfg");
+    let cfg = fs::read_to_string(&cfg_path).unwrap();
+    let settings = format!(
+        "backend = cloud.s3\ns3.bucket = {bucket}\ns3.url = {}\ns3.region = {}\n\
+         s3.access_key_id = {}\ns3.chunk_size = {chunk}\n",
+        s3.url, s3.region, s3.key
+    );
+    assert!(
+        cfg.contains("backend = disk\n"),
+        "no disk backend line in {cfg}"
+    );
+    fs::write(&cfg_path, cfg.replacen("backend = disk\n", &settings, 1)).unwrap();
+    fs::write(node_dir.join("private/s3secret"), &s3.secret).unwrap();
+}

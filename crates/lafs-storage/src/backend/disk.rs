@@ -75,7 +75,7 @@
 //! and up to two `rmdir`s, as `tempfile` does), so that a new upload of the same share can
 //! start at once; call [`ImmutableUpload::abort`] to do it on the blocking pool instead.
 
-mod container;
+pub(crate) mod container;
 mod fsutil;
 mod layout;
 mod mutable;

@@ -3,7 +3,8 @@
 //! A backend stores *share data* (the bytes GBS serves) plus, for mutable shares, the write
 //! enabler. It knows nothing of leases, accounts or share states: those live in the lease
 //! database and the server. Implementations: [`disk`] (Tahoe's on-disk layout and container
-//! formats), [`memory`] (tests), [`discard`] (benchmarks: accepts and forgets).
+//! formats), [`cloud`] (S3-compatible object stores, chunked, in the layout of Tahoe's cloud
+//! backend branch), [`memory`] (tests), [`discard`] (benchmarks: accepts and forgets).
 //!
 //! Contract, for every implementation (checked by the conformance suite):
 //! - an immutable share becomes visible to `list_shares`/`read` only after
@@ -13,6 +14,7 @@
 //!   share and evaluates test vectors before writing;
 //! - errors carry whether a retry may help ([`BackendError::is_transient`]).
 
+pub mod cloud;
 pub mod discard;
 pub mod disk;
 pub mod memory;

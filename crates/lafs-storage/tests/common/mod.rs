@@ -16,6 +16,8 @@ use lafs_storage::backend::{Backend, MutableWrite, WriteVector};
 use lafs_storage::types::{ShareNum, StorageIndex};
 use tempfile::TempDir;
 
+pub mod fault_proxy;
+
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 
@@ -26,6 +28,8 @@ pub struct Harness {
     /// The node's `storage/` directory, for disk backends.
     pub storage_dir: Option<PathBuf>,
     _dir: Option<TempDir>,
+    /// A server the backend talks to (s3s-fs for cloud backends), stopped on drop.
+    _server: Option<S3sFs>,
 }
 
 impl Harness {
@@ -34,9 +38,10 @@ impl Harness {
     }
 }
 
-/// Backends named by `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk`).
+/// Backends named by `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,cloud.s3`).
 pub fn selected_backends() -> Vec<String> {
-    let list = std::env::var("LAFS_TEST_BACKENDS").unwrap_or_else(|_| "memory,disk".into());
+    let list =
+        std::env::var("LAFS_TEST_BACKENDS").unwrap_or_else(|_| "memory,disk,cloud.s3".into());
     let names: Vec<String> = list
         .split(',')
         .map(|s| s.trim().to_string())
@@ -55,6 +60,7 @@ fn disk(name: &str, configure: impl FnOnce(DiskBackend) -> DiskBackend) -> Harne
         backend: Box::new(backend),
         storage_dir: Some(storage),
         _dir: Some(dir),
+        _server: None,
     }
 }
 
@@ -66,15 +72,201 @@ pub fn make(name: &str) -> Harness {
             backend: Box::new(MemoryBackend::new()),
             storage_dir: None,
             _dir: None,
+            _server: None,
         },
         "disk" => disk(name, |b| b),
         // Every existing mutable share modified in place / rewritten as a whole.
         "disk.inplace" => disk(name, |b| b.with_mutable_rewrite_limit(0)),
         "disk.rewrite" => disk(name, |b| b.with_mutable_rewrite_limit(u64::MAX)),
+        // Small chunks, so that the boundary sizes cross many chunk boundaries cheaply.
+        "cloud.s3" => cloud_s3(name, CLOUD_TEST_CHUNK),
         other => panic!(
             "unknown backend {other:?} in LAFS_TEST_BACKENDS \
-             (known: memory, disk, disk.inplace, disk.rewrite)"
+             (known: memory, disk, disk.inplace, disk.rewrite, cloud.s3)"
         ),
+    }
+}
+
+/// Whether `name` can run here; a cloud backend without s3s-fs is skipped locally (with a
+/// message) and fails under CI.
+pub fn available(name: &str) -> bool {
+    !name.starts_with("cloud.") || s3s_fs_binary().is_some()
+}
+
+/// Chunk size of the `cloud.s3` test backend.
+pub const CLOUD_TEST_CHUNK: u64 = 16 * 1024;
+
+/// Access key and secret the test s3s-fs servers accept.
+pub const S3_ACCESS_KEY: &str = "lafs-test-access";
+pub const S3_SECRET_KEY: &str = "lafs-test-secret-0123456789";
+/// The bucket the test backends use.
+pub const S3_BUCKET: &str = "lafs";
+
+/// The s3s-fs binary: `LAFS_S3S_FS`, else `~/.cache/lafs/s3s-root/bin/s3s-fs` (made by
+/// `interop/s3s-fs.sh`). Missing: `None` locally (the caller skips, saying so), a test
+/// failure when `CI=true`.
+pub fn s3s_fs_binary() -> Option<PathBuf> {
+    let path = match std::env::var_os("LAFS_S3S_FS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/lafs/s3s-root/bin/s3s-fs"),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = format!(
+        "s3s-fs not found at {}: run `interop/s3s-fs.sh` (it builds s3s-fs 0.14.1 into \
+         ~/.cache/lafs/s3s-root), or point LAFS_S3S_FS at the binary",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED (cloud backend): {msg}");
+    None
+}
+
+/// An s3s-fs server on 127.0.0.1 with a temporary root holding the bucket [`S3_BUCKET`];
+/// killed on drop.
+pub struct S3sFs {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The port.
+    pub port: u16,
+    /// The directory holding the bucket's objects as files.
+    pub bucket_dir: PathBuf,
+    _root: TempDir,
+}
+
+impl std::fmt::Debug for S3sFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3sFs")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl S3sFs {
+    /// Starts a server, or `None` if the binary is missing (see [`s3s_fs_binary`]).
+    pub fn start() -> Option<Self> {
+        let bin = s3s_fs_binary()?;
+        let root = tempfile::tempdir().expect("temporary directory");
+        let bucket_dir = root.path().join(S3_BUCKET);
+        std::fs::create_dir(&bucket_dir).expect("create bucket directory");
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut child = Command::new(&bin)
+                .arg("--host")
+                .arg("127.0.0.1")
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--access-key")
+                .arg(S3_ACCESS_KEY)
+                .arg("--secret-key")
+                .arg(S3_SECRET_KEY)
+                .arg(root.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start s3s-fs");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Someone listens; make sure it is ours (another test's server could
+                    // have taken the port while ours failed to bind).
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    return Some(Self {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        port,
+                        bucket_dir,
+                        _root: root,
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("s3s-fs did not start");
+    }
+
+    /// Settings for a backend on this server's bucket, through `endpoint` (this server's,
+    /// or a proxy in front of it).
+    pub fn settings(&self, endpoint: &str) -> lafs_storage::backend::cloud::S3Settings {
+        lafs_storage::backend::cloud::S3Settings {
+            bucket: S3_BUCKET.into(),
+            url: Some(endpoint.into()),
+            region: Some("us-east-1".into()),
+            access_key_id: S3_ACCESS_KEY.into(),
+            secret_access_key: S3_SECRET_KEY.into(),
+            path_style: true,
+        }
+    }
+
+    /// Every object in the bucket (relative key, size), sorted.
+    pub fn objects(&self) -> Vec<(String, u64)> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, u64)>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(md) = std::fs::symlink_metadata(&p) else {
+                    continue;
+                };
+                if md.is_dir() {
+                    walk(&p, base, out);
+                } else if let Ok(rel) = p.strip_prefix(base) {
+                    let rel = rel.to_string_lossy().to_string();
+                    // s3s-fs keeps internal files (metadata, uploads) under dot-names.
+                    if !rel.split('/').any(|c| c.starts_with('.')) {
+                        out.push((rel, md.len()));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.bucket_dir, &self.bucket_dir, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cloud_s3(name: &str, chunk: u64) -> Harness {
+    let server = S3sFs::start().expect("s3s-fs (check `available` first)");
+    let opts = lafs_storage::backend::cloud::CloudOptions {
+        chunk_size: chunk,
+        ..Default::default()
+    };
+    let backend = lafs_storage::backend::cloud::CloudBackend::s3(
+        &server.settings(&server.endpoint.clone()),
+        opts,
+    )
+    .expect("cloud backend");
+    Harness {
+        name: name.into(),
+        backend: Box::new(backend),
+        storage_dir: None,
+        _dir: None,
+        _server: Some(server),
     }
 }
 
