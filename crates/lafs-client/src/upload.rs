@@ -46,7 +46,8 @@ pub struct UploadConfig {
     pub happy: u16,
     /// N: shares written (`shares.total`).
     pub total_shares: u16,
-    /// Largest segment (stock: 128 KiB).
+    /// Largest segment (stock 1.20: 1 MiB). Part of the convergent key: with another value
+    /// the same file gets another cap than stock gives it.
     pub max_segment_size: u64,
     /// Bytes per write request (stock batches 1 MB).
     pub batch_size: usize,
@@ -60,7 +61,7 @@ impl Default for UploadConfig {
             needed_shares: 3,
             happy: 7,
             total_shares: 10,
-            max_segment_size: 128 * 1024,
+            max_segment_size: EncodingParams::default().max_segment_size,
             batch_size: 1 << 20,
             encode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
