@@ -140,6 +140,18 @@ fn local_grid_put_get_ranges_json_and_restart() {
         caps.push((len, cap, data));
     }
     let (_, big_cap, big_data) = caps.last().cloned().unwrap();
+    // The node's caps are the ones stock would make: same as the offline computation with the
+    // node's convergence secret and stock's parameters (multi-segment file).
+    let big_file = scratch.join("files").join(format!("f{big}"));
+    let secret = client.join("private/convergence");
+    let dry = lafs(&[
+        "put",
+        "--dry-run",
+        "--convergence-secret-file",
+        s(&secret),
+        s(&big_file),
+    ]);
+    assert_eq!(ok_stdout(&dry, "dry run"), big_cap);
 
     // `get` to standard output; `put --json`; `put -` from standard input gives the same cap
     // (convergent encryption) as the file did.

@@ -120,6 +120,9 @@ impl ClientNode {
             needed_shares: c.shares_needed,
             happy: c.shares_happy,
             total_shares: c.shares_total,
+            // Stock 1.20's segment size (`DEFAULT_IMMUTABLE_MAX_SEGMENT_SIZE`, 1 MiB): it is
+            // part of the convergent key, so anything else gives the same file another cap.
+            max_segment_size: lafs_core::chk::DEFAULT_MAX_SEGMENT_SIZE,
             ..UploadConfig::default()
         };
         Ok(Self {
