@@ -483,6 +483,28 @@ fn upload_without_enough_servers_fails_clearly() {
     assert!(err.contains("b ("), "names the failed server: {err}");
     // The one good server holds nothing: the allocation was aborted.
     assert_eq!(a.share_files(), 0);
+    // The welcome JSON shows which server is down, and why.
+    let v = http(client.web, "GET", "/?t=json", &[], b"").json();
+    let by_nick = |n: &str| {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["nickname"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_nick("a")["connected"], true);
+    let down = by_nick("b");
+    assert_eq!(down["connected"], false, "{down}");
+    assert!(
+        down["connection_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("disconnected: "),
+        "{down}"
+    );
+    assert_eq!(v["node"]["servers_connected"], 1);
     // With the server back, the same put works.
     let addr = b.start();
     common::poll(
@@ -502,4 +524,49 @@ fn upload_without_enough_servers_fails_clearly() {
         cap.starts_with("URI:CHK:1:2:") || cap.contains(":1:2:"),
         "{cap}"
     );
+}
+
+#[test]
+fn client_and_storage_in_one_node() {
+    let scratch = Scratch::new("both");
+    let dir = scratch.join("both");
+    let web = format!("127.0.0.1:{}", free_port());
+    ok_stdout(
+        &lafs(&[
+            "init",
+            "--client",
+            "--storage",
+            "--web",
+            &web,
+            "--shares-needed",
+            "1",
+            "--shares-happy",
+            "1",
+            "--shares-total",
+            "2",
+            s(&dir),
+        ]),
+        "init --client --storage",
+    );
+    // The node stores on itself.
+    let ann = ok_stdout(&lafs(&["storage", "announcement", s(&dir)]), "announcement");
+    let entry: String = ann.lines().map(|l| format!("  {l}\n")).collect();
+    fs::write(
+        dir.join("private/servers.yaml"),
+        format!("storage:\n{entry}"),
+    )
+    .unwrap();
+    let log = scratch.join("both.log");
+    let mut cmd = client_common::lafs_cmd();
+    cmd.arg("run").arg(&dir).env("LAFS_LOG", "info");
+    let mut proc = common::Proc::spawn("lafs run (client and storage)", cmd, &log);
+    client_common::wait_connected(&mut proc, web.parse().unwrap(), 1);
+    let data = random_bytes(300_000);
+    let file = data_file(&scratch, "f", &data);
+    let cap = put(&dir, &file);
+    assert!(cap.ends_with(":1:2:300000"), "{cap}");
+    assert_same_bytes("own shares", &get(&dir, &cap, &scratch.join("out")), &data);
+    assert!(common::count_share_files(&dir.join("storage/shares")) == 2);
+    let status = proc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
 }
