@@ -6,6 +6,10 @@
 //!   byte ranges);
 //! - a mixed grid of five of each, both ways.
 //!
+//! Leases: a stock client sharing the lafs client's `private/secret` renews the leases lafs
+//! took on stock servers (`tahoe check --add-lease` leaves one lease per share), while one
+//! with its own secret adds a second: lafs derives lease secrets exactly as stock does.
+//!
 //! Sizes: 0, 55 (literal), 56, 1 MiB, 1 MiB + 1, 50 MiB. The servers are started once for the
 //! whole file (creating twenty nodes is the slow part) and shared by the three grids; each
 //! grid gets its own pair of clients.
@@ -81,20 +85,62 @@ fn check_ranges(web: std::net::SocketAddr, cap: &str, data: &[u8], who: &str) {
     }
 }
 
+/// The lease count of every share file of storage index `si` on stock servers (stock's
+/// immutable share header: version, unused, number of leases; big-endian u32s).
+fn stock_lease_counts(servers: &[&StockStorageNode], si: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for n in servers {
+        let d = n.dir.join("storage/shares").join(&si[..2]).join(si);
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let b = fs::read(e.path()).unwrap();
+                out.push(u32::from_be_bytes(b[8..12].try_into().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// What leases a stock client's `tahoe check --add-lease` should leave on stock-held shares
+/// of a file the lafs client stored: 1 each when both clients share `private/secret` (the
+/// same lease secrets: the lease is renewed), 2 each when they do not (a second lease).
+#[derive(Clone, Copy)]
+enum Leases {
+    Shared,
+    Separate,
+}
+
 /// `lafs put` on `lafs`, `tahoe get` on `stock`; then `tahoe put` on `stock`, `lafs get` on
-/// `lafs`. Byte ranges of the largest file through both web APIs.
+/// `lafs`. Byte ranges of the largest file through both web APIs. Leases checked on the 1 MiB
+/// file.
 fn both_ways(
     scratch: &Scratch,
     tag: &str,
     lafs: &LafsClient,
     stock: &StockClient,
     same_caps: bool,
+    stock_servers: &[&StockStorageNode],
+    leases: Leases,
 ) {
     let files = Files::new(scratch, tag);
     let out_dir = scratch.join(&format!("out-{tag}"));
     fs::create_dir_all(&out_dir).unwrap();
     for (n, path, data) in &files.files {
         let cap = put(&lafs.dir, path);
+        if *n == MIB && !stock_servers.is_empty() {
+            stock.tahoe(&["check", "--add-lease", &cap]);
+            let si = cap_storage_index(&cap);
+            let counts = stock_lease_counts(stock_servers, &si);
+            assert!(!counts.is_empty(), "{tag}: no shares on stock servers");
+            let want = match leases {
+                Leases::Shared => 1,
+                Leases::Separate => 2,
+            };
+            assert!(
+                counts.iter().all(|&c| c == want),
+                "{tag}: lease counts {counts:?}, want {want} each"
+            );
+        }
         let got = stock.get(&cap, &out_dir.join(format!("stock-got-{n}")));
         assert_same_bytes(
             &format!("{tag}: lafs put, stock get, {n} bytes"),
@@ -125,6 +171,13 @@ fn both_ways(
             check_ranges(lafs.web, &stock_cap, data, &format!("{tag}: lafs web API"));
         }
     }
+}
+
+fn cap_storage_index(cap: &str) -> String {
+    let o = client_common::lafs(&["cap", "show", cap]);
+    let v: serde_json::Value =
+        serde_json::from_str(&client_common::ok_stdout(&o, "cap show")).unwrap();
+    v["storage_index"].as_str().unwrap().to_owned()
 }
 
 fn entries<'a>(list: impl IntoIterator<Item = &'a String>) -> String {
@@ -160,16 +213,31 @@ fn lafs_client_and_stock_client_on_stock_lafs_and_mixed_grids() {
     let stock_ann: Vec<String> = stock.iter().map(StockStorageNode::announcement).collect();
     let lafs_ann: Vec<String> = ours.iter().map(LafsServer::announcement).collect();
 
+    let all_stock: Vec<&StockStorageNode> = stock.iter().collect();
     let grids = [
-        ("stock-servers", entries(&stock_ann), true),
-        ("lafs-servers", entries(&lafs_ann), false),
+        (
+            "stock-servers",
+            entries(&stock_ann),
+            true,
+            &all_stock[..],
+            Leases::Shared,
+        ),
+        (
+            "lafs-servers",
+            entries(&lafs_ann),
+            false,
+            &[][..],
+            Leases::Separate,
+        ),
         (
             "mixed",
             entries(stock_ann[..5].iter().chain(&lafs_ann[..5])),
             false,
+            &all_stock[..5],
+            Leases::Separate,
         ),
     ];
-    for (tag, yaml, same_caps) in grids {
+    for (tag, yaml, same_caps, stock_servers, leases) in grids {
         let mut lafs = LafsClient::create(
             &scratch.join(&format!("lafs-client-{tag}")),
             3,
@@ -192,16 +260,33 @@ fn lafs_client_and_stock_client_on_stock_lafs_and_mixed_grids() {
             )
             .unwrap();
         }
+        if let Leases::Shared = leases {
+            // Same lease secret: stock's lease renewal must find lafs's leases.
+            fs::copy(
+                lafs.dir.join("private/secret"),
+                stock_client.dir.join("private/secret"),
+            )
+            .unwrap();
+        }
         lafs.start(10);
         stock_client.spawn();
         stock_client.wait_connected(10, Duration::from_secs(60));
-        both_ways(&scratch, tag, &lafs, &stock_client, same_caps);
+        both_ways(
+            &scratch,
+            tag,
+            &lafs,
+            &stock_client,
+            same_caps,
+            stock_servers,
+            leases,
+        );
         stock_client.proc().terminate(Duration::from_secs(30));
         lafs.proc
             .as_mut()
             .unwrap()
             .terminate(Duration::from_secs(30));
     }
+    drop(all_stock);
     for s in &mut stock {
         s.stop();
     }

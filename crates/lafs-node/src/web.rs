@@ -79,7 +79,14 @@ pub async fn serve_web(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                // At the limit, wait for a connection to end (or for shutdown).
+                let permit = tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                };
                 let node = node.clone();
                 let mut stop = stop_rx.clone();
                 conns.spawn(async move {
