@@ -106,7 +106,13 @@ pub fn put(dir: &Path, file: &Path, json: bool) -> CliResult {
         loop {
             let mut buf = vec![0u8; CHUNK];
             let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(total),
+                Ok(0) => {
+                    if let Some(pb) = &reader_pb {
+                        // Sent; the node now encodes and places the shares.
+                        pb.set_message("storing");
+                    }
+                    return Ok(total);
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

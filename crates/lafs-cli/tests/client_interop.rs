@@ -173,6 +173,37 @@ fn both_ways(
     }
 }
 
+/// Stock's own CLI pointed at the lafs client node (it finds the web API through `node.url`).
+fn stock_cli_on_lafs_node(scratch: &Scratch, lafs: &LafsClient) {
+    let data = random_bytes(MIB + 3);
+    let file = scratch.join("stock-cli-file");
+    fs::write(&file, &data).unwrap();
+    let out = common::run_ok(
+        common::tahoe_cmd()
+            .arg("-d")
+            .arg(&lafs.dir)
+            .arg("put")
+            .arg(&file),
+        Duration::from_secs(120),
+    );
+    let cap = text(&out.stdout).trim().to_owned();
+    assert!(cap.starts_with("URI:CHK:"), "tahoe put via lafs: {cap:?}");
+    let got = scratch.join("stock-cli-got");
+    common::run_ok(
+        common::tahoe_cmd()
+            .arg("-d")
+            .arg(&lafs.dir)
+            .args(["get", &cap])
+            .arg(&got),
+        Duration::from_secs(120),
+    );
+    assert_same_bytes(
+        "tahoe put/get through a lafs node",
+        &fs::read(&got).unwrap(),
+        &data,
+    );
+}
+
 fn cap_storage_index(cap: &str) -> String {
     let o = client_common::lafs(&["cap", "show", cap]);
     let v: serde_json::Value =
@@ -280,6 +311,9 @@ fn lafs_client_and_stock_client_on_stock_lafs_and_mixed_grids() {
             stock_servers,
             leases,
         );
+        if tag == "lafs-servers" {
+            stock_cli_on_lafs_node(&scratch, &lafs);
+        }
         stock_client.proc().terminate(Duration::from_secs(30));
         lafs.proc
             .as_mut()
