@@ -47,6 +47,12 @@ fn one_line_error(o: &std::process::Output, code: i32, what: &str) -> String {
     err
 }
 
+fn cap_storage_index(cap: &str) -> String {
+    let v: Value =
+        serde_json::from_str(&ok_stdout(&lafs(&["cap", "show", cap]), "cap show")).unwrap();
+    v["storage_index"].as_str().unwrap().to_owned()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -315,6 +321,54 @@ fn local_grid_put_get_ranges_json_and_restart() {
         fs::read_dir(client.join("private/tmp")).unwrap().count() == 0,
         "spool files left behind"
     );
+
+    // A download that goes bad after it started: every share's block of segment 11 is
+    // corrupted on disk. The first 11 MiB stream out (correct), then the node cuts the
+    // response short; `lafs get` says so in one line and leaves no file.
+    let bad = random_bytes(12 * MIB + 11);
+    let bad_file = data_file(&scratch, "goes-bad", &bad);
+    let bad_cap = put(&client, &bad_file);
+    let si = cap_storage_index(&bad_cap);
+    // Stock's container header (0x0c) and share header v1 (0x24); 1 MiB segments rounded up
+    // to a multiple of k = 3 give blocks of 349,526 bytes.
+    let offset = 0x0c + 0x24 + 11 * 349_526 + 100;
+    let mut corrupted = 0;
+    for i in 1..=10 {
+        let d = grid_dir
+            .join(format!("storage-{i:02}/storage/shares"))
+            .join(&si[..2])
+            .join(&si);
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let mut b = fs::read(e.path()).unwrap();
+            for x in &mut b[offset..offset + 64] {
+                *x ^= 0xff;
+            }
+            fs::write(e.path(), &b).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 10, "shares of the file found on disk");
+    let r = http(web, "GET", &format!("/uri/{bad_cap}"), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(bad.len().to_string().as_str())
+    );
+    assert!(
+        r.body.len() >= 11 * MIB && r.body.len() < bad.len(),
+        "got {} bytes",
+        r.body.len()
+    );
+    assert_same_bytes(
+        "prefix before the bad segment",
+        &r.body,
+        &bad[..r.body.len()],
+    );
+    let out = scratch.join("goes-bad.out");
+    let o = lafs(&["-d", &cd, "get", &bad_cap, s(&out)]);
+    let err = one_line_error(&o, 1, "download that breaks off");
+    assert!(err.contains("broke off"), "{err}");
+    assert!(!out.exists(), "a broken download leaves no file");
 
     // SIGTERM stops everything cleanly; the second run reuses the grid (same web address,
     // same files).
