@@ -6,10 +6,13 @@
 mod accounts_cmd;
 mod cap_cmd;
 mod error;
+mod local_grid;
 mod node_cmd;
 mod put;
 mod size;
 mod storage_admin;
+mod transfer;
+mod webapi;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,8 +37,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Store a file on the grid and print its cap (offline with --dry-run).
+    /// Store a file on the grid through the running node and print its cap (offline with
+    /// --dry-run).
     Put(put::PutArgs),
+    /// Read a file from the grid through the running node.
+    Get(transfer::GetArgs),
+    /// Create (first time) and run a whole grid on loopback in one process: storage servers
+    /// and a client node.
+    LocalGrid(local_grid::LocalGridArgs),
     /// Inspect and transform capability strings.
     #[command(subcommand)]
     Cap(cap_cmd::CapCommand),
@@ -59,6 +68,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Put(args) => put::run(&args, cli.node_directory.as_deref()),
+        Command::Get(args) => {
+            transfer::get(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
+        }
+        Command::LocalGrid(args) => local_grid::run(&args),
         Command::Cap(cmd) => cap_cmd::run(&cmd),
         Command::Init(args) => node_cmd::run_init(&args),
         Command::Run(args) => node_cmd::run_node(

@@ -25,7 +25,8 @@ pub struct InitArgs {
     /// Nickname shown to clients and on status pages.
     #[arg(long, value_name = "NAME")]
     nickname: Option<String>,
-    /// Serve the web interface at this address (storage-only nodes serve none by default).
+    /// Serve the web API at this address [default for client nodes: 127.0.0.1:3456;
+    /// storage-only nodes serve none].
     #[arg(long, value_name = "HOST:PORT")]
     web: Option<SocketAddr>,
     /// Shares needed to read a file (k).
@@ -66,7 +67,7 @@ pub enum StorageCommand {
     Accounts(crate::accounts_cmd::AccountsArgs),
 }
 
-fn node_error(e: NodeError) -> CliError {
+pub fn node_error(e: NodeError) -> CliError {
     match e {
         NodeError::Usage(_) | NodeError::Exists(_) | NodeError::Config(_) => {
             CliError::usage(e.to_string())
@@ -112,6 +113,13 @@ pub fn run_init(a: &InitArgs) -> CliResult {
         _ => "client node",
     };
     eprintln!("created a {kind} in {}", a.dir.display());
+    if opts.client {
+        eprintln!(
+            "list its storage servers in {}, then start it with: lafs run {}",
+            a.dir.join("private").join("servers.yaml").display(),
+            a.dir.display()
+        );
+    }
     if opts.storage {
         eprintln!(
             "start it with: lafs run {0}\nclients use it through the entry printed by: lafs storage announcement {0}",
@@ -121,7 +129,7 @@ pub fn run_init(a: &InitArgs) -> CliResult {
     Ok(())
 }
 
-fn load(dir: &Path) -> CliResult<NodeConfig> {
+pub fn load(dir: &Path) -> CliResult<NodeConfig> {
     if !NodeConfig::path(dir).exists() {
         return Err(CliError::usage(format!(
             "{} is not a node directory (no tahoe.cfg); create one with lafs init",
@@ -149,50 +157,61 @@ pub fn run_announcement(dir: &Path) -> CliResult {
     Ok(())
 }
 
-pub fn run_node(dir: &Path) -> CliResult {
-    let cfg = load(dir)?;
-    if !cfg.storage.enabled {
-        return Err(CliError::failed(
-            "this node runs no storage server, and this build cannot run client nodes yet",
-        ));
-    }
+pub fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LAFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+}
+
+pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))
+}
+
+/// How long requests in flight may take to finish after SIGINT/SIGTERM.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+pub fn run_node(dir: &Path) -> CliResult {
+    let cfg = load(dir)?;
+    if !cfg.storage.enabled && cfg.web_port.is_none() {
+        return Err(CliError::usage(format!(
+            "{} runs neither a storage server ([storage] enabled) nor a client ([node] web.port)",
+            dir.display()
+        )));
+    }
+    init_logging("info");
+    let rt = runtime()?;
     rt.block_on(async {
-        let svc = lafs_node::run::open_storage(&cfg)
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let node = lafs_node::run::start_node(&cfg, rx, GRACE)
             .await
             .map_err(node_error)?;
-        let addr = svc
-            .listener
-            .local_addr()
-            .map_err(|e| CliError::failed(e.to_string()))?;
-        let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             eprintln!("lafs: shutting down (requests in flight get up to 10 s)");
             let _ = tx.send(true);
         });
-        eprintln!(
-            "lafs: storage server for {} listening on {addr}",
-            dir.display()
-        );
-        lafs_node::run::serve_storage(svc, rx, Duration::from_secs(10))
-            .await
-            .map_err(node_error)
+        if let Some(addr) = node.storage_addr {
+            eprintln!(
+                "lafs: storage server for {} listening on {addr}",
+                dir.display()
+            );
+        }
+        if let Some(url) = &node.web_url {
+            eprintln!("lafs: client node for {} web API at {url}", dir.display());
+        }
+        node.wait().await.map_err(node_error)
     })
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,5 +1,6 @@
-//! `lafs put`: encode a file into shares. Offline with `--dry-run`: nothing is sent anywhere,
-//! the cap an upload with the same parameters would produce is printed.
+//! `lafs put`: store a file through the running node (see `transfer.rs`; the node's
+//! `[client] shares.*` decide the encoding). Offline with `--dry-run`: nothing is sent
+//! anywhere, the cap an upload with the same parameters would produce is printed.
 
 use crate::error::{CliError, CliResult};
 use crate::size::parse_size;
@@ -26,10 +27,10 @@ pub struct PutArgs {
     /// The convergence secret as base32.
     #[arg(long, value_name = "S")]
     convergence_secret_base32: Option<String>,
-    /// Shares needed to read the file (k).
+    /// Shares needed to read the file (k; --dry-run only: a node uses its own settings).
     #[arg(long, value_name = "K", default_value_t = 3)]
     shares_needed: u16,
-    /// Shares produced (N).
+    /// Shares produced (N; --dry-run only).
     #[arg(long, value_name = "N", default_value_t = 10)]
     shares_total: u16,
     /// Largest segment size (bytes; suffixes like 128KiB accepted).
@@ -53,10 +54,11 @@ pub fn run(args: &PutArgs, node_dir: Option<&Path>) -> CliResult {
         .validate()
         .map_err(|e| CliError::usage(e.to_string()))?;
     if !args.dry_run {
-        return Err(CliError::failed(
-            "uploading needs a running client node, which this build cannot start yet; \
-             use --dry-run to compute the cap offline",
-        ));
+        return crate::transfer::put(
+            &crate::node_cmd::default_dir(node_dir),
+            &args.file,
+            args.json,
+        );
     }
     let secret = convergence_secret(args, node_dir)?;
     let mut input = Input::open(&args.file)?;

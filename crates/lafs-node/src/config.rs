@@ -122,6 +122,27 @@ pub struct StorageConfig {
     pub backend: String,
 }
 
+/// `[client]` settings: how this node encodes and spreads the files it uploads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `shares.needed` (k, default 3).
+    pub shares_needed: u16,
+    /// `shares.happy` (default 7).
+    pub shares_happy: u16,
+    /// `shares.total` (N, default 10).
+    pub shares_total: u16,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            shares_needed: 3,
+            shares_happy: 7,
+            shares_total: 10,
+        }
+    }
+}
+
 /// Everything a node reads from `tahoe.cfg`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -137,6 +158,8 @@ pub struct NodeConfig {
     pub web_port: Option<SocketAddr>,
     /// `[storage]`.
     pub storage: StorageConfig,
+    /// `[client]`.
+    pub client: ClientConfig,
     /// The raw file, for sections other layers read.
     pub ini: Ini,
 }
@@ -221,6 +244,7 @@ impl NodeConfig {
                 ));
             }
         }
+        let client = client_config(&ini, &bad)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             nickname: ini.get("node", "nickname").unwrap_or("").trim().to_string(),
@@ -239,6 +263,7 @@ impl NodeConfig {
                 readonly: boolean("storage", "readonly", false)?,
                 backend,
             },
+            client,
             ini,
         })
     }
@@ -587,6 +612,47 @@ impl S3Config {
     }
 }
 
+/// Reads `[client] shares.*` (stock's defaults 3/7/10) and checks they make sense together,
+/// so a bad file fails at start-up rather than at the first upload.
+fn client_config(
+    ini: &Ini,
+    bad: &dyn Fn(&str, &str, &str, String) -> ConfigError,
+) -> Result<ClientConfig, ConfigError> {
+    let d = ClientConfig::default();
+    let num = |key: &str, default: u16| -> Result<u16, ConfigError> {
+        match ini.get("client", key).map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| bad("client", key, v, "expected a number from 1 to 256".into())),
+        }
+    };
+    let c = ClientConfig {
+        shares_needed: num("shares.needed", d.shares_needed)?,
+        shares_happy: num("shares.happy", d.shares_happy)?,
+        shares_total: num("shares.total", d.shares_total)?,
+    };
+    if c.shares_needed > c.shares_total {
+        return Err(bad(
+            "client",
+            "shares.needed",
+            &c.shares_needed.to_string(),
+            format!("more than shares.total ({})", c.shares_total),
+        ));
+    }
+    if c.shares_happy > c.shares_total {
+        return Err(bad(
+            "client",
+            "shares.happy",
+            &c.shares_happy.to_string(),
+            format!("more than shares.total ({})", c.shares_total),
+        ));
+    }
+    Ok(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +698,29 @@ mod tests {
         assert!(c.storage.enabled);
         assert_eq!(c.storage.reserved_space, 1_000_000_000);
         assert_eq!(c.storage.backend, "disk");
+        assert_eq!(c.client, ClientConfig::default());
+        let shares =
+            Ini::parse("[client]\nshares.needed = 2\nshares.happy = 4\nshares.total = 5\n")
+                .unwrap();
+        let c = NodeConfig::from_ini(Path::new("/x"), shares, "tahoe.cfg").unwrap();
+        assert_eq!(
+            (
+                c.client.shares_needed,
+                c.client.shares_happy,
+                c.client.shares_total
+            ),
+            (2, 4, 5)
+        );
+        for text in [
+            "[client]\nshares.needed = 11\n",
+            "[client]\nshares.total = 0\n",
+            "[client]\nshares.happy = x\n",
+        ] {
+            let e = NodeConfig::from_ini(Path::new("/x"), Ini::parse(text).unwrap(), "tahoe.cfg")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[client] shares."), "{e}");
+        }
         let bad = Ini::parse("[storage]\nenabled = maybe\n").unwrap();
         let e = NodeConfig::from_ini(Path::new("/x"), bad, "tahoe.cfg")
             .unwrap_err()

@@ -1,8 +1,10 @@
 //! A lafs node directory: configuration (`tahoe.cfg`, compatible with stock Tahoe), identity
-//! files, and (later) the services a node runs.
+//! files, and the services a node runs: a storage server, a client with its web API, or both.
 
+pub mod client;
 pub mod config;
 pub mod identity;
 pub mod ini;
 pub mod node;
 pub mod run;
+pub mod web;

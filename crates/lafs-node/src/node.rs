@@ -72,12 +72,47 @@ fn endpoint_string(addr: &SocketAddr) -> String {
     format!("tcp:{}:interface={}", addr.port(), addr.ip())
 }
 
-/// Creates a node directory (like `tahoe create-node`), including its identity files.
+/// The web address a client node gets unless told otherwise (stock's `create-client` default).
+pub const DEFAULT_WEB: &str = "127.0.0.1:3456";
+
+/// What a new client node's `private/servers.yaml` says until servers are added.
+pub const EMPTY_SERVERS_YAML: &str = "\
+# The storage servers this client uses, in stock Tahoe-LAFS's format (the same file works for
+# stock and lafs clients). Each server's entry is what `lafs storage announcement DIR` prints
+# on the server (for a stock server: its NURL, FURL, and permutation seed), indented under
+# `storage:`, for example:
+#
+# storage:
+#   v0-SERVERID:
+#     ann:
+#       nickname: \"server1\"
+#       anonymous-storage-FURL: \"pb://...\"
+#       anonymous-storage-NURLs:
+#       - \"pb://SPKIHASH@HOST:PORT/SWISSNUM#v=1\"
+#       permutation-seed-base32: ...
+#
+# The node reads this file when it starts: restart it after changing it.
+storage: {}
+";
+
+/// Creates a node directory (like `tahoe create-node`), including its identity files. A node
+/// asked to be neither a client nor a storage server is a client (as `lafs init` without
+/// flags).
 pub fn init(dir: &Path, opts: &InitOptions) -> Result<PathBuf, NodeError> {
-    if !opts.storage && !opts.client {
-        return Err(NodeError::Usage(
-            "a node must be a client, a storage server or both".into(),
-        ));
+    let mut opts = opts.clone();
+    if !opts.storage {
+        opts.client = true;
+    }
+    if opts.client && opts.web.is_none() {
+        opts.web = DEFAULT_WEB.parse().ok();
+    }
+    let opts = &opts;
+    if let Some((k, h, n)) = opts.shares
+        && (k == 0 || k > n || n > 256 || h == 0 || h > n)
+    {
+        return Err(NodeError::Usage(format!(
+            "need 1 <= shares-needed ({k}) <= shares-total ({n}) <= 256 and 1 <= shares-happy ({h}) <= shares-total"
+        )));
     }
     if NodeConfig::path(dir).exists() {
         return Err(NodeError::Exists(dir.display().to_string()));
@@ -144,6 +179,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<PathBuf, NodeError> {
     text.push_str(&ini.to_text());
     write_private(&NodeConfig::path(dir), text.as_bytes())?;
     ensure_identity(dir, &format!("tcp:{location}"))?;
+    if opts.client {
+        let servers = dir.join("private").join("servers.yaml");
+        if !servers.exists() {
+            write_private(&servers, EMPTY_SERVERS_YAML.as_bytes())?;
+        }
+    }
     Ok(dir.to_path_buf())
 }
 

@@ -1,5 +1,13 @@
-//! Running a node: the storage server with its lease database and backend, until told to stop.
+//! Running a node: the storage server with its lease database and backend, the client with
+//! its web API, or both, until told to stop.
+//!
+//! A node runs a storage server when `[storage] enabled = true` and a client when
+//! `[node] web.port` is set (a client is only reachable through its web API; `lafs init`
+//! gives client nodes a web port and storage-only nodes none). Every service of a node, and
+//! several nodes (`lafs local-grid`), can share one process and one tokio runtime: each
+//! service is a task that stops when the shared shutdown signal turns true.
 
+use crate::client::ClientNode;
 use crate::config::{NodeConfig, S3Config};
 use crate::node::{NodeError, ensure_identity};
 use lafs_storage::backend::Backend;
@@ -9,6 +17,7 @@ use lafs_storage::crawler::{Crawler, CrawlerConfig};
 use lafs_storage::frontend::{self, Frontend, Limits, RustlsServerConfig};
 use lafs_storage::leasedb::{LeaseDbHandle, OpenOptions};
 use lafs_storage::server::{ServerConfig, StorageServer, SystemClock};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -179,4 +188,112 @@ pub async fn serve_storage(
         tracing::warn!("the accounting crawler did not stop in time");
     }
     r
+}
+
+/// A node whose services are running.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Where its storage server listens, if it runs one.
+    pub storage_addr: Option<SocketAddr>,
+    /// Its web API's URL (as written to `node.url`), if it runs a client.
+    pub web_url: Option<String>,
+    tasks: tokio::task::JoinSet<Result<(), NodeError>>,
+}
+
+impl RunningNode {
+    /// Waits until every service has stopped; returns the first error.
+    pub async fn wait(mut self) -> Result<(), NodeError> {
+        let mut first = Ok(());
+        while let Some(r) = self.tasks.join_next().await {
+            let r = r.unwrap_or_else(|e| Err(NodeError::Usage(format!("service failed: {e}"))));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+/// The URL of a web server listening on `addr` (loopback when it listens everywhere).
+pub fn web_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{}/", addr.port()),
+        std::net::IpAddr::V4(v4) => format!("http://{v4}:{}/", addr.port()),
+    }
+}
+
+/// Starts the services of the node in `cfg` (storage server, client web API, or both) as
+/// tasks on the current runtime. Sockets are bound before this returns, so a caller that
+/// starts storage nodes first and clients afterwards (one process, `lafs local-grid`) never
+/// has a client find its servers missing. Writes `node.url` once the web API listens.
+pub async fn start_node(
+    cfg: &NodeConfig,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<RunningNode, NodeError> {
+    if !cfg.storage.enabled && cfg.web_port.is_none() {
+        return Err(NodeError::Usage(format!(
+            "{}: this node runs neither a storage server ([storage] enabled) nor a client ([node] web.port)",
+            cfg.dir.display()
+        )));
+    }
+    let mut running = RunningNode {
+        storage_addr: None,
+        web_url: None,
+        tasks: tokio::task::JoinSet::new(),
+    };
+    if cfg.storage.enabled {
+        let svc = open_storage(cfg).await?;
+        running.storage_addr = svc.listener.local_addr().ok();
+        let stop = shutdown.clone();
+        running
+            .tasks
+            .spawn(async move { serve_storage(svc, stop, grace).await });
+    }
+    if let Some(web) = cfg.web_port {
+        let node = Arc::new(ClientNode::open(cfg)?);
+        let listener = tokio::net::TcpListener::bind(web)
+            .await
+            .map_err(|e| NodeError::Io {
+                path: format!("web.port {web}"),
+                source: e,
+            })?;
+        let addr = listener.local_addr().map_err(|e| NodeError::Io {
+            path: format!("web.port {web}"),
+            source: e,
+        })?;
+        let url = web_url(addr);
+        let url_file = cfg.dir.join("node.url");
+        std::fs::write(&url_file, format!("{url}\n")).map_err(|e| NodeError::Io {
+            path: url_file.display().to_string(),
+            source: e,
+        })?;
+        running.web_url = Some(url);
+        let refresher = node.grid().spawn_refresher(Duration::from_secs(10));
+        let mut stop = shutdown.clone();
+        running.tasks.spawn(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+            refresher.abort();
+            Ok(())
+        });
+        let stop = shutdown.clone();
+        running.tasks.spawn(async move {
+            crate::web::serve_web(listener, node, stop, grace)
+                .await
+                .map_err(|e| NodeError::Io {
+                    path: "web server".into(),
+                    source: e,
+                })
+        });
+    }
+    Ok(running)
 }
