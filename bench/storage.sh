@@ -4,15 +4,18 @@
 # (crates/lafs-client/examples/gbs_load.rs): bulk allocate+PATCH and 1 MiB range GETs
 # (MB/s), small shares (operations/s), and each server's peak RSS (VmHWM).
 #
-# Usage: bench/storage.sh            (BULK_MIB=256 SMALL=1000 PARALLEL=8 by default)
+# Usage: bench/storage.sh            (BULK_MIB=256 SMALL=1000 PARALLEL=8 by default;
+#                                    LAFS_BENCH_NO_BUILD=1 uses the binaries already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BULK_MIB="${BULK_MIB:-256}"
 SMALL="${SMALL:-1000}"
 PARALLEL="${PARALLEL:-8}"
 venv="$(interop/tahoe-venv.sh | tail -1)"
-cargo build --release -q -p lafs-cli --bin lafs
-cargo build --release -q -p lafs-client --example gbs_load
+if [[ -z "${LAFS_BENCH_NO_BUILD:-}" ]]; then
+    cargo build --release -q -p lafs-cli --bin lafs
+    cargo build --release -q -p lafs-client --example gbs_load
+fi
 target="${CARGO_TARGET_DIR:-target}/release"
 lafs="$target/lafs"
 work="$(mktemp -d)"
