@@ -184,19 +184,19 @@ async fn client_keys_select_accounts_and_usage_is_exact() {
         allocate(addr, &client(Some(&alice)), 1, 2, 100)
             .await
             .unwrap(),
-        201
+        200
     );
     assert_eq!(
         allocate(addr, &client(Some(&bob)), 2, 3, 70).await.unwrap(),
-        201
+        200
     );
-    assert_eq!(allocate(addr, &client(None), 3, 1, 5).await.unwrap(), 201);
+    assert_eq!(allocate(addr, &client(None), 3, 1, 5).await.unwrap(), 200);
     // Alice again: same account, more shares.
     assert_eq!(
         allocate(addr, &client(Some(&alice)), 4, 1, 11)
             .await
             .unwrap(),
-        201
+        200
     );
     let a = db.get_account_by_pubkey(alice_key).await.unwrap().unwrap();
     let b = db
@@ -240,13 +240,13 @@ async fn client_keys_select_accounts_and_usage_is_exact() {
     assert_eq!(allocate(addr, &client(None), 7, 1, 1).await.unwrap(), 403);
     assert_eq!(
         allocate(addr, &client(Some(&bob)), 8, 1, 10).await.unwrap(),
-        201
+        200
     );
     // A non-ed25519 client certificate fails the handshake (never silently anonymous).
     let ecdsa = identity(&rcgen::PKCS_ECDSA_P256_SHA256);
     assert!(account_key_of_cert(&ecdsa.0).is_none());
     let r = allocate(addr, &client(Some(&ecdsa)), 9, 1, 1).await;
-    assert!(!matches!(r, Ok(201)), "{r:?}");
+    assert!(!matches!(r, Ok(200)), "{r:?}");
 }
 
 #[tokio::test]
@@ -270,7 +270,7 @@ async fn unknown_keys_can_be_refused() {
         allocate(addr, &client(Some(&carol)), 1, 1, 10)
             .await
             .unwrap(),
-        201
+        200
     );
-    assert_eq!(allocate(addr, &client(None), 2, 1, 10).await.unwrap(), 201);
+    assert_eq!(allocate(addr, &client(None), 2, 1, 10).await.unwrap(), 200);
 }
