@@ -16,7 +16,7 @@
 //! plaintext: every block is checked against hashes that chain up to the cap.
 
 use crate::ring::permuted_indexes;
-use crate::store::{Store, StoreError, StoreErrorKind};
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use lafs_core::cap::ChkCap;
 use lafs_core::chk::ChkDecoder;
@@ -145,7 +145,7 @@ pub async fn download(
                 l.answered += 1;
                 match r {
                     Ok(set) => l.found.extend(set.into_iter().map(|n| (i, n))),
-                    Err(e) => l.problems.push(format!("{name}: {}", describe(&e))),
+                    Err(e) => l.problems.push(format!("{name}: {}", e.describe())),
                 }
             }
             news.notify_one();
@@ -169,14 +169,6 @@ pub async fn download(
     .await;
     askers.abort_all();
     result
-}
-
-fn describe(e: &StoreError) -> String {
-    match e.kind {
-        StoreErrorKind::Timeout => format!("timed out ({})", e.message),
-        StoreErrorKind::Unreachable => format!("unreachable ({})", e.message),
-        _ => e.message.clone(),
-    }
 }
 
 struct Session<'a> {
@@ -257,7 +249,7 @@ impl Session<'_> {
         self.stores[server]
             .read(self.si, shnum, offset, len)
             .await
-            .map_err(|e| describe(&e))
+            .map_err(|e| e.describe())
     }
 
     /// Reads what share `shnum` on `server` needs before its blocks can be verified.
@@ -466,7 +458,7 @@ impl Session<'_> {
                             Some(Err(e)) => (e.to_string(), true),
                             None => ("no decoder".to_owned(), false),
                         },
-                        Err(e) => (describe(&e), false),
+                        Err(e) => (e.describe(), false),
                     };
                     let (server, shnum) = (a.server, a.shnum);
                     self.reject(

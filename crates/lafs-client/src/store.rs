@@ -44,6 +44,16 @@ impl StoreError {
             message: message.into(),
         }
     }
+
+    /// The message with what kind of failure it was, for errors that list servers.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            StoreErrorKind::Timeout => format!("timed out ({})", self.message),
+            StoreErrorKind::Unreachable => format!("unreachable ({})", self.message),
+            StoreErrorKind::Refused => format!("refused ({})", self.message),
+            _ => self.message.clone(),
+        }
+    }
 }
 
 impl fmt::Display for StoreError {

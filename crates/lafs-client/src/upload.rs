@@ -19,7 +19,7 @@
 
 use crate::happiness::{Candidate, happiness, share_placement};
 use crate::ring::permuted_indexes;
-use crate::store::{Store, StoreError, StoreErrorKind};
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use lafs_core::cap::{Cap, ChkCap};
 use lafs_core::chk::{ChkEncoder, ChkError, EncodingParams, Plan, lit_cap, pipeline};
@@ -420,7 +420,7 @@ async fn select_servers(slots: &mut [Slot], si: StorageIndex, share_size: u64, c
                     "accepts shares of at most {max} bytes, this file needs {share_size}"
                 ));
             }
-            Err(e) => slots[i].fail(describe(&e)),
+            Err(e) => slots[i].fail(e.describe()),
         }
     }
     // Read-only (but reachable) servers may still hold shares of this file.
@@ -492,21 +492,12 @@ async fn select_servers(slots: &mut [Slot], si: StorageIndex, share_size: u64, c
                     }
                 }
                 Err(e) => {
-                    s.fail(describe(&e));
+                    s.fail(e.describe());
                     s.existing.clear();
                     // Whatever it allocated is lost to us; try to release it later.
                 }
             }
         }
-    }
-}
-
-fn describe(e: &StoreError) -> String {
-    match e.kind {
-        StoreErrorKind::Timeout => format!("timed out ({})", e.message),
-        StoreErrorKind::Unreachable => format!("unreachable ({})", e.message),
-        StoreErrorKind::Refused => format!("refused ({})", e.message),
-        _ => e.message.clone(),
     }
 }
 
