@@ -139,10 +139,7 @@ async fn content_range_beyond_the_request_is_refused() {
 
 #[tokio::test]
 async fn nobody_listening_is_a_retryable_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = std::net::SocketAddr::from(([127, 0, 0, 1], lafs_testkit::free_port()));
     let (cert, _) = self_signed();
     let c = StorageClient::new(
         &nurl_for(&cert, port, common::SWISSNUM),

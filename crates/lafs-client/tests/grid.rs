@@ -20,11 +20,7 @@ async fn grid_from_servers_yaml() {
         LafsServer::start().await,
         LafsServer::start().await,
     ];
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead_port = lafs_testkit::free_port();
     let tubid = base32::encode(&[5; 20]);
     let mut yaml = String::from("storage:\n");
     let mut entry = |id: &str, nick: &str, nurl: Option<String>| {

@@ -65,13 +65,7 @@ impl Drop for Scratch {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
+pub use lafs_testkit::free_port;
 
 /// `n` pseudo-random bytes (SplitMix64), different on every call.
 pub fn random_bytes(n: usize) -> Vec<u8> {

@@ -154,13 +154,7 @@ pub fn stock_python(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use lafs_testkit::free_port;
 
 /// A stock Tahoe-LAFS 1.20 storage node (`tahoe create-node`, `tahoe run`), killed on drop.
 pub struct StockNode {

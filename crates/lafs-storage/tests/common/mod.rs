@@ -155,10 +155,7 @@ impl S3sFs {
         let bucket_dir = root.path().join(S3_BUCKET);
         std::fs::create_dir(&bucket_dir).expect("create bucket directory");
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            let port = lafs_testkit::free_port();
             let mut child = Command::new(&bin)
                 .arg("--host")
                 .arg("127.0.0.1")
