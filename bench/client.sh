@@ -5,7 +5,8 @@
 # put and get of a SIZE_MIB file (MB/s, client node peak RSS); through each web API (one
 # persistent HTTP connection): COUNT puts and gets of 4 KiB files (ms per operation).
 #
-# Usage: bench/client.sh   (SIZE_MIB=256 COUNT=200; LAFS_BENCH_NO_BUILD=1 reuses binaries)
+# Usage: bench/client.sh   (SIZE_MIB=256 COUNT=200; LAFS_BENCH_NO_BUILD=1 reuses binaries;
+#        LAFS_ONLY=1 measures only the lafs grid's put/get, e.g. SIZE_MIB=2048 for the RSS bound)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${SIZE_MIB:-256}"

@@ -31,7 +31,10 @@ pub fn free_port() -> u16 {
     fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("create port reservation directory {}: {e}", dir.display()));
     let span = u64::from(PORTS.end - PORTS.start);
-    let mut state = seed() ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9);
+    let mut state = seed()
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9);
     for _ in 0..4 * span {
         state = splitmix64(state);
         let port = PORTS.start + u16::try_from(state % span).expect("span fits in u16");
@@ -48,7 +51,12 @@ pub fn free_port() -> u16 {
             // A reservation from a test long gone; whoever removes it first may retry.
             let _ = fs::remove_file(&file);
         }
-        if OpenOptions::new().write(true).create_new(true).open(&file).is_err() {
+        if OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .is_err()
+        {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -56,7 +64,10 @@ pub fn free_port() -> u16 {
         }
         // Taken by something outside the tests; keep the reservation so nobody retries it soon.
     }
-    panic!("no free port in {PORTS:?} (reservations in {})", dir.display());
+    panic!(
+        "no free port in {PORTS:?} (reservations in {})",
+        dir.display()
+    );
 }
 
 fn reservation_dir() -> PathBuf {
@@ -87,7 +98,11 @@ mod tests {
     fn ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
         let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
         let unique: HashSet<_> = ports.iter().collect();
-        assert_eq!(unique.len(), ports.len(), "a port was handed out twice: {ports:?}");
+        assert_eq!(
+            unique.len(),
+            ports.len(),
+            "a port was handed out twice: {ports:?}"
+        );
         for p in ports {
             assert!(PORTS.contains(&p), "{p} outside {PORTS:?}");
             TcpListener::bind(("127.0.0.1", p)).expect("reserved port is bindable");
@@ -100,8 +115,10 @@ mod tests {
         let held: Vec<TcpListener> = (0..1000)
             .filter_map(|i| TcpListener::bind(("127.0.0.1", PORTS.start + i * 11)).ok())
             .collect();
-        let held_ports: HashSet<u16> =
-            held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let held_ports: HashSet<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         for _ in 0..200 {
             let p = free_port();
             assert!(!held_ports.contains(&p), "{p} is held by a listener");

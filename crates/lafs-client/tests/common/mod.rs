@@ -51,6 +51,8 @@ pub fn self_signed() -> (Vec<u8>, Vec<u8>) {
 pub struct LafsServer {
     pub nurl: Nurl,
     pub root: tempfile::TempDir,
+    /// The server's lease database (the same handle the server uses).
+    pub db: LeaseDbHandle,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -75,7 +77,7 @@ impl LafsServer {
         .unwrap();
         let server = Arc::new(StorageServer::new(
             backend,
-            db,
+            db.clone(),
             ServerConfig::default(),
             Arc::new(SystemClock),
         ));
@@ -98,6 +100,7 @@ impl LafsServer {
         LafsServer {
             nurl,
             root,
+            db,
             stop,
             task,
         }
@@ -405,4 +408,149 @@ pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TCP proxy in front of a real server, for faults on real sockets
+
+/// What a [`Proxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forwards both ways.
+    Pass,
+    /// Forwards, but holds each chunk the client sends for this long first (so every
+    /// request to this server answers later than to the others).
+    Delay(Duration),
+    /// Accepts and reads but never forwards anything again, on new and existing connections
+    /// alike, keeping them open: a hung server.
+    Hang,
+    /// Resets existing connections and refuses new ones: a server killed.
+    Cut,
+}
+
+/// A TCP relay on 127.0.0.1 in front of `target` (TLS passes through untouched, so the NURL
+/// of the real server works with the proxy's port), whose behaviour tests switch at any time.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    mode: Arc<std::sync::Mutex<ProxyMode>>,
+    changed: watch::Sender<ProxyMode>,
+    /// Bytes forwarded from the client to the server.
+    pub upstream_bytes: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.changed.send(ProxyMode::Cut);
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(std::sync::Mutex::new(ProxyMode::Pass));
+        let (changed, _) = watch::channel(ProxyMode::Pass);
+        let upstream_bytes = Arc::new(AtomicU64::new(0));
+        let (m, ch, up) = (mode.clone(), changed.clone(), upstream_bytes.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let now = *m.lock().unwrap();
+                match now {
+                    ProxyMode::Cut => drop(client),
+                    ProxyMode::Hang => {
+                        tokio::spawn(hold(client));
+                    }
+                    ProxyMode::Pass | ProxyMode::Delay(_) => {
+                        tokio::spawn(relay(client, target, m.clone(), ch.subscribe(), up.clone()));
+                    }
+                }
+            }
+        });
+        Proxy {
+            addr,
+            mode,
+            changed,
+            upstream_bytes,
+            task,
+        }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        *self.mode.lock().unwrap() = mode;
+        self.changed.send_replace(mode);
+    }
+
+    /// The real server's NURL with this proxy's address.
+    pub fn nurl(&self, real: &Nurl) -> Nurl {
+        let mut n = real.clone();
+        n.port = self.addr.port();
+        n
+    }
+}
+
+/// Reads and discards everything, answers nothing, until the peer goes away.
+async fn hold(mut s: tokio::net::TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    target: SocketAddr,
+    mode: Arc<std::sync::Mutex<ProxyMode>>,
+    mut changed: watch::Receiver<ProxyMode>,
+    upstream_bytes: Arc<AtomicU64>,
+) {
+    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let delay = match *mode.lock().unwrap() {
+                ProxyMode::Delay(d) => Some(d),
+                _ => None,
+            };
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            upstream_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    };
+    // Switching to Hang or Cut stops forwarding on this connection at once.
+    let stop = async {
+        loop {
+            if changed.changed().await.is_err() {
+                return ProxyMode::Cut;
+            }
+            let m = *changed.borrow();
+            if matches!(m, ProxyMode::Hang | ProxyMode::Cut) {
+                return m;
+            }
+        }
+    };
+    let stopped = tokio::select! {
+        _ = async { tokio::join!(up, down) } => None,
+        m = stop => Some(m),
+    };
+    if stopped == Some(ProxyMode::Hang) {
+        // Keep both sockets open and silent until the client gives up.
+        let mut buf = vec![0u8; 64 * 1024];
+        while cr.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        drop((cw, sr, sw));
+    }
 }
