@@ -25,41 +25,62 @@ hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 echo "== building the grids" >&2
 stock_entries="$work/stock-servers"; lafs_entries="$work/lafs-servers"; : >"$stock_entries"; : >"$lafs_entries"
+stock=1; [[ -n "${LAFS_ONLY:-}" ]] && stock=
 for i in $(seq 0 9); do
     p="$(free_port)"; w="$(free_port)"
+    if [[ -n "$stock" ]]; then
     "$tahoe" create-node --port="tcp:$p:interface=127.0.0.1" --location="tcp:127.0.0.1:$p" \
         --webport="tcp:$w:interface=127.0.0.1" --nickname="stock$i" "$work/stock$i" >/dev/null
     "$tahoe" run --allow-stdin-close "$work/stock$i" >"$work/stock$i.log" 2>&1 & pids+=($!)
+    fi
     p="$(free_port)"
     "$lafs" init --storage --listen "127.0.0.1:$p" --nickname "lafs$i" "$work/lafs$i" >/dev/null
     "$lafs" run "$work/lafs$i" >"$work/lafs$i.log" 2>&1 & pids+=($!)
 done
 for i in $(seq 0 9); do
+    if [[ -n "$stock" ]]; then
     wait_file "$work/stock$i/private/storage.furl"
     "$lafs" storage announcement "$work/stock$i" | sed 's/^/  /' >>"$stock_entries"
+    fi
     "$lafs" storage announcement "$work/lafs$i" | sed 's/^/  /' >>"$lafs_entries"
 done
 sw="$(free_port)"; lw="$(free_port)"
+if [[ -n "$stock" ]]; then
 "$tahoe" create-client --webport="tcp:$sw:interface=127.0.0.1" --shares-needed=3 --shares-happy=7 \
     --shares-total=10 "$work/stockc" >/dev/null
 { echo "storage:"; cat "$stock_entries"; } >"$work/stockc/private/servers.yaml"
+fi
 "$lafs" init --web "127.0.0.1:$lw" --shares-needed 3 --shares-happy 7 --shares-total 10 "$work/lafsc" >/dev/null
 { echo "storage:"; cat "$lafs_entries"; } >"$work/lafsc/private/servers.yaml"
+if [[ -n "$stock" ]]; then
 "$tahoe" run --allow-stdin-close "$work/stockc" >"$work/stockc.log" 2>&1 & spid=$!; pids+=($spid)
+wait_file "$work/stockc/node.url"
+fi
 "$lafs" run "$work/lafsc" >"$work/lafsc.log" 2>&1 & lpid=$!; pids+=($lpid)
-wait_file "$work/stockc/node.url"; wait_file "$work/lafsc/node.url"
+wait_file "$work/lafsc/node.url"
 sleep 5   # let both clients connect to their servers
 
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$work/big"
 echo "== $(date -u +%FT%TZ) $(nproc) cores; ${SIZE_MIB} MiB file; ${COUNT} x 4 KiB"
 timed() { local t0 t1; t0=$(date +%s.%N); "$@" >"$work/out.txt"; t1=$(date +%s.%N); echo "$t0 $t1" | awk -v mib="$SIZE_MIB" '{printf "%.1f", mib*1048576/($2-$1)/1e6}'; }
+echo 5 >"/proc/$lpid/clear_refs" 2>/dev/null || true
+l_put=$(timed "$lafs" -d "$work/lafsc" put "$work/big"); l_cap=$(tail -1 "$work/out.txt")
+l_put_rss=$(( $(hwm_kib "$lpid") / 1024 )); echo 5 >"/proc/$lpid/clear_refs" 2>/dev/null || true
+l_get=$(timed "$lafs" -d "$work/lafsc" get "$l_cap" "$work/big.lafs")
+cmp "$work/big" "$work/big.lafs"
+l_get_rss=$(( $(hwm_kib "$lpid") / 1024 )); l_rss=$(( l_put_rss > l_get_rss ? l_put_rss : l_get_rss ))
+echo "lafs client node peak RSS: put ${l_put_rss} MiB, get ${l_get_rss} MiB" >&2
+if [[ -z "$stock" ]]; then
+    printf '%-28s %10s\n' "" lafs
+    printf '%-28s %10s\n' "put ${SIZE_MIB} MiB (MB/s)" "$l_put" "get ${SIZE_MIB} MiB (MB/s)" "$l_get" \
+        "client peak RSS (MiB)" "$l_rss"
+    exit 0
+fi
 s_put=$(timed "$tahoe" -d "$work/stockc" put "$work/big"); s_cap=$(tail -1 "$work/out.txt")
 s_get=$(timed "$tahoe" -d "$work/stockc" get "$s_cap" "$work/big.stock")
-l_put=$(timed "$lafs" -d "$work/lafsc" put "$work/big"); l_cap=$(tail -1 "$work/out.txt")
-l_get=$(timed "$lafs" -d "$work/lafsc" get "$l_cap" "$work/big.lafs")
-cmp "$work/big" "$work/big.stock"; cmp "$work/big" "$work/big.lafs"
+cmp "$work/big" "$work/big.stock"
 [[ "$s_cap" == "$l_cap" ]] && same="identical caps" || same="caps differ"
-s_rss=$(( $(hwm_kib "$spid") / 1024 )); l_rss=$(( $(hwm_kib "$lpid") / 1024 ))
+s_rss=$(( $(hwm_kib "$spid") / 1024 ))
 printf '%-28s %10s %10s %7s\n' "" stock lafs ratio
 printf '%-28s %10s %10s %6.1fx\n' "put ${SIZE_MIB} MiB (MB/s)" "$s_put" "$l_put" "$(echo "$l_put / $s_put" | bc -l)"
 printf '%-28s %10s %10s %6.1fx\n' "get ${SIZE_MIB} MiB (MB/s)" "$s_get" "$l_get" "$(echo "$l_get / $s_get" | bc -l)"

@@ -45,7 +45,7 @@ pub struct DownloadConfig {
 impl Default for DownloadConfig {
     fn default() -> Self {
         Self {
-            depth: 8,
+            depth: 4,
             locate_timeout: Duration::from_secs(30),
         }
     }

@@ -49,7 +49,8 @@ pub struct UploadConfig {
     /// Largest segment (stock 1.20: 1 MiB). Part of the convergent key: with another value
     /// the same file gets another cap than stock gives it.
     pub max_segment_size: u64,
-    /// Bytes per write request (stock batches 1 MB).
+    /// Most bytes per write request (stock batches 1 MB). Each share holds at most one batch
+    /// being filled, one queued and one in flight, so this bounds the upload's memory.
     pub batch_size: usize,
     /// Threads that encrypt, erasure-code and hash segments.
     pub encode_workers: usize,
@@ -62,7 +63,7 @@ impl Default for UploadConfig {
             happy: 7,
             total_shares: 10,
             max_segment_size: EncodingParams::default().max_segment_size,
-            batch_size: 1 << 20,
+            batch_size: 512 << 10,
             encode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -280,12 +281,12 @@ pub async fn upload_file(
     let mut writers = tokio::task::JoinSet::new();
     for (slot_index, slot) in slots.iter().enumerate() {
         for &shnum in &slot.allocated {
-            let (tx, rx) = mpsc::channel::<(u64, Bytes)>(2);
+            let (tx, rx) = mpsc::channel::<(u64, Bytes)>(1);
             targets.push(Target {
                 slot: slot_index,
                 shnum,
                 tx: Some(tx),
-                buf: Vec::with_capacity(cfg.batch_size),
+                buf: Vec::with_capacity(cfg.batch_size.max(plan.block_size as usize)),
                 offset: 0,
             });
             let (store, secret) = (slot.store.clone(), slot.upload_secret);
@@ -645,11 +646,14 @@ fn encode_and_feed(
                 })
         },
         |seg| {
+            // Send a batch before this block would make it larger than `batch` (or than
+            // one block), so buffers never grow past their first allocation.
+            let block_len = seg.block(0).len();
+            check(&mut targets, batch.saturating_sub(block_len) + 1)?;
             for t in targets.iter_mut().filter(|t| t.tx.is_some()) {
                 t.buf
                     .extend_from_slice(seg.block(usize::from(t.shnum.get())));
             }
-            check(&mut targets, batch)?;
             let n = done.fetch_add(plan.segment_len(seg.index), Ordering::Relaxed)
                 + plan.segment_len(seg.index);
             if let Some(p) = &progress {
