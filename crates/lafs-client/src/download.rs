@@ -29,6 +29,9 @@ use tokio::sync::{Notify, mpsc};
 
 /// Largest header a CHK share has (v2).
 const HEADER_LEN: u64 = 0x44;
+/// Bytes read at the start of every share: its header, and for shares up to this size
+/// everything else too.
+const HEAD_READ: u64 = 64 * 1024;
 /// Bytes read at the URI extension offset: its length field and the block (stock UEBs are a
 /// few hundred bytes; the decoder refuses longer ones).
 const UEB_READ: u64 = 8 + 4096;
@@ -105,6 +108,34 @@ struct Active {
     server: usize,
     shnum: ShareNum,
     layout: ShareLayout,
+    /// The share's first bytes (up to [`HEAD_READ`]), read in one request at set-up.
+    head: Head,
+}
+
+/// The first bytes of a share. Small shares (most files are small) arrive whole in the first
+/// read, so setting a share up and reading its blocks costs one round trip instead of five.
+#[derive(Debug, Clone)]
+struct Head(Bytes);
+
+impl Head {
+    /// Whether the read returned less than asked: then it is the whole share.
+    fn is_whole(&self) -> bool {
+        (self.0.len() as u64) < HEAD_READ
+    }
+
+    /// `len` bytes at `offset` as the server would return them, if the head holds them.
+    fn get(&self, offset: u64, len: u64) -> Option<Bytes> {
+        let have = self.0.len() as u64;
+        let end = offset.checked_add(len)?;
+        if end <= have {
+            Some(self.0.slice(offset as usize..end as usize))
+        } else if self.is_whole() {
+            // Past the end of the share: the server answers with what there is.
+            Some(self.0.slice(offset.min(have) as usize..))
+        } else {
+            None
+        }
+    }
 }
 
 /// Streams the plaintext of `cap`'s bytes `start..end` (the whole file if `None`) into `out`
@@ -252,17 +283,34 @@ impl Session<'_> {
             .map_err(|e| e.describe())
     }
 
+    /// Bytes `offset..offset + len` of a share: from its head if there, else from the server.
+    async fn read_via(
+        &self,
+        head: &Head,
+        server: usize,
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, String> {
+        match head.get(offset, len) {
+            Some(b) => Ok(b),
+            None => self.read(server, shnum, offset, len).await,
+        }
+    }
+
     /// Reads what share `shnum` on `server` needs before its blocks can be verified.
     async fn set_up(&mut self, server: usize, shnum: ShareNum) -> Result<Active, (String, bool)> {
         let sh = u16::from(shnum.get());
-        let header = self
-            .read(server, shnum, 0, HEADER_LEN)
-            .await
-            .map_err(|e| (e, false))?;
+        let head = Head(
+            self.read(server, shnum, 0, HEAD_READ)
+                .await
+                .map_err(|e| (e, false))?,
+        );
+        let header = head.get(0, HEADER_LEN).unwrap_or_default();
         let layout = ShareLayout::parse(&header).map_err(|e| (format!("bad header: {e}"), true))?;
         if self.decoder.is_none() {
             let ueb_area = self
-                .read(server, shnum, layout.uri_extension, UEB_READ)
+                .read_via(&head, server, shnum, layout.uri_extension, UEB_READ)
                 .await
                 .map_err(|e| (e, false))?;
             let len_len = layout.ueb_length_len() as usize;
@@ -292,7 +340,7 @@ impl Session<'_> {
         let ct_len = layout
             .block_hashes
             .saturating_sub(layout.crypttext_hash_tree);
-        let stores_read = |off, len| self.read(server, shnum, off, len);
+        let stores_read = |off, len| self.read_via(&head, server, shnum, off, len);
         let (chain, tree, ct) = tokio::join!(
             stores_read(layout.share_hashes, chain_len),
             stores_read(layout.block_hashes, tree_len),
@@ -336,6 +384,7 @@ impl Session<'_> {
             server,
             shnum,
             layout,
+            head,
         })
     }
 
@@ -387,7 +436,14 @@ impl Session<'_> {
                 let (si, shnum) = (self.si, a.shnum);
                 let offset = a.layout.data + segment * plan.block_size;
                 let from = (a.server, a.shnum);
-                async move { (slot, from, store.read(si, shnum, offset, len).await) }
+                let cached = a.head.get(offset, len);
+                async move {
+                    let r = match cached {
+                        Some(b) => Ok(b),
+                        None => store.read(si, shnum, offset, len).await,
+                    };
+                    (slot, from, r)
+                }
             })
             .collect();
         tokio::spawn(async move {
