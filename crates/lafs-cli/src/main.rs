@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 on failure, 2 on bad usage (including malformed caps and
 //! arguments). Errors are one line on stderr and never contain secrets.
 
+mod account_cmd;
 mod accounts_cmd;
 mod cap_cmd;
 mod error;
@@ -52,6 +53,9 @@ enum Command {
     Init(node_cmd::InitArgs),
     /// Run a node in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly).
     Run(node_cmd::RunArgs),
+    /// This client's account on the grid's lafs servers: its key and its usage.
+    #[command(subcommand)]
+    Account(account_cmd::AccountCommand),
     /// Storage server tools.
     #[command(subcommand)]
     Storage(node_cmd::StorageCommand),
@@ -79,6 +83,9 @@ fn main() -> ExitCode {
                 .dir
                 .unwrap_or_else(|| node_cmd::default_dir(cli.node_directory.as_deref())),
         ),
+        Command::Account(cmd) => {
+            account_cmd::run(&node_cmd::default_dir(cli.node_directory.as_deref()), &cmd)
+        }
         Command::Storage(node_cmd::StorageCommand::Crawler(args)) => {
             storage_admin::run_crawler(&node_cmd::default_dir(cli.node_directory.as_deref()), &args)
         }

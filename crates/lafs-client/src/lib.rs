@@ -24,5 +24,7 @@ pub mod status;
 pub mod store;
 pub mod upload;
 
-pub use gbs::{ClientOptions, ErrorKind, GbsError, ShareKind, StorageClient, Timeouts};
+pub use gbs::{
+    ClientIdentity, ClientOptions, ErrorKind, GbsError, ShareKind, StorageClient, Timeouts,
+};
 pub use grid::{Grid, GridServer};

@@ -16,6 +16,7 @@
 //! (`private/tmp/`, mode 0700, files 0600), never in a shared `/tmp`, because the spooled
 //! bytes are plaintext.
 
+use crate::account::AccountKey;
 use crate::config::NodeConfig;
 use crate::identity::{load_or_create, new_secret_file};
 use crate::node::NodeError;
@@ -83,6 +84,24 @@ fn secret(dir: &Path, name: &str) -> Result<Vec<u8>, NodeError> {
     Ok(decoded)
 }
 
+/// The GBS client settings of the node in `cfg.dir`: with its account key as TLS client
+/// certificate (made on first use) unless `[client] account = anonymous`.
+pub fn client_options(cfg: &NodeConfig) -> Result<ClientOptions, NodeError> {
+    let identity = match cfg.ini.get("client", "account").map(str::trim) {
+        None | Some("key") => Some(AccountKey::load_or_create(&cfg.dir)?.identity()?),
+        Some("anonymous") => None,
+        Some(other) => {
+            return Err(NodeError::Usage(format!(
+                "[client] account = {other:?}: expected `key` (the default) or `anonymous`"
+            )));
+        }
+    };
+    Ok(ClientOptions {
+        identity,
+        ..ClientOptions::default()
+    })
+}
+
 impl ClientNode {
     /// Sets up the client of the node in `cfg.dir`: secrets, `servers.yaml`, spool directory
     /// (emptied of files a crash left behind).
@@ -90,7 +109,7 @@ impl ClientNode {
         let dir = cfg.dir.clone();
         let lease_secret = secret(&dir, "secret")?;
         let convergence = secret(&dir, "convergence")?;
-        let grid = Grid::load(&dir, &ClientOptions::default()).map_err(|e| {
+        let grid = Grid::load(&dir, &client_options(cfg)?).map_err(|e| {
             NodeError::Usage(format!(
                 "{}: {e}",
                 dir.join("private").join("servers.yaml").display()

@@ -184,6 +184,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<PathBuf, NodeError> {
         if !servers.exists() {
             write_private(&servers, EMPTY_SERVERS_YAML.as_bytes())?;
         }
+        crate::account::AccountKey::load_or_create(dir)?;
     }
     Ok(dir.to_path_buf())
 }

@@ -505,8 +505,11 @@ impl CborBody for ReadTestWriteResponse {
 // ---- lafs extensions ----
 
 /// lafs extension, `GET /storage/lafs/v1/account/usage` response: `{"used-bytes": uint,
-/// "share-count": uint, "quota-bytes": uint / null}`, the usage of the account the request's
-/// credentials belong to. Provisional: the accounting work defines what an account is.
+/// "share-count": uint, "quota-bytes": uint / null}`, the usage on this server of the account
+/// the request acts for: the account of the ed25519 key of the client's TLS certificate, or
+/// the anonymous account without one. `used-bytes` is the sum of the sizes of the shares the
+/// account leases (each counted in full), `share-count` the number of those shares. Same
+/// authorization as the GBS endpoints (the swissnum); stock servers answer 404.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccountUsage {
     /// Bytes of share data held for the account (including allocated, unfinished uploads).

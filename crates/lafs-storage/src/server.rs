@@ -356,6 +356,16 @@ impl StorageServer {
         (now, now + LEASE_DURATION.as_secs() as i64)
     }
 
+    /// What `account` uses on this server and its quota (the lafs usage extension endpoint).
+    pub async fn account_usage(
+        &self,
+        account: AccountId,
+    ) -> ServerResult<(crate::leasedb::AccountUsage, Option<u64>)> {
+        let usage = self.db.account_usage(account).await?;
+        let quota = self.db.get_account(account).await?.and_then(|a| a.quota);
+        Ok((usage, quota))
+    }
+
     /// The account a request acts for: the anonymous account without a client key, else the
     /// key's account, created on first use unless the server refuses unknown keys.
     pub async fn account_for_key(&self, key: Option<&str>) -> ServerResult<AccountId> {

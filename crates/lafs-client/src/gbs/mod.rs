@@ -33,6 +33,7 @@ mod error;
 mod tls;
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -106,6 +107,27 @@ pub struct ClientOptions {
     pub get_retries: u32,
     /// Idle pooled connections are closed after this long.
     pub pool_idle_timeout: Duration,
+    /// The TLS client certificate to present: the client's account on lafs servers. `None`:
+    /// no certificate, the anonymous account (what stock clients use).
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A self-signed TLS client certificate and its private key (ed25519 for a lafs account).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Its private key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_der", &format_args!("{} bytes", self.cert_der.len()))
+            .field("key_der", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -115,6 +137,7 @@ impl Default for ClientOptions {
             max_connections: 8,
             get_retries: 1,
             pool_idle_timeout: Duration::from_secs(60),
+            identity: None,
         }
     }
 }
@@ -379,8 +402,8 @@ impl StorageClient {
                 "Tor NURLs (pb+tor://) are not supported".into(),
             )));
         }
-        let tls =
-            tls::client_config(nurl.spki_hash).map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
+        let tls = tls::client_config(nurl.spki_hash, opts.identity.as_ref())
+            .map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
         let connector = PinnedConnector {
             host: Arc::from(nurl.host.as_str()),
             port: nurl.port,
@@ -605,6 +628,34 @@ impl StorageClient {
         let v = self.finish(&ep, r)?;
         self.inner.status.record_version(&v);
         Ok(v)
+    }
+
+    /// `GET /storage/lafs/v1/account/usage` (lafs extension): what this client's account
+    /// uses on the server and its quota. `Ok(None)` from a server without the extension
+    /// (stock answers 404).
+    pub async fn account_usage(&self) -> Result<Option<lafs_protocol::AccountUsage>, GbsError> {
+        let ep = Endpoint::LafsAccountUsage;
+        let t = &self.inner.opts.timeouts;
+        let r = self
+            .with_get_retries(|| {
+                self.within(t.control, "account usage", async {
+                    Ok(self
+                        .cbor_call::<lafs_protocol::AccountUsage>(
+                            &ep,
+                            None,
+                            None,
+                            &[StatusCode::OK],
+                        )
+                        .await?
+                        .1)
+                })
+            })
+            .await;
+        match self.finish(&ep, r) {
+            Ok(u) => Ok(Some(u)),
+            Err(e) if matches!(e.kind(), ErrorKind::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `PUT /storage/v1/lease/:si`: adds a lease on every share of `si` the server holds, or

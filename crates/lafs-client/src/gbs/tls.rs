@@ -103,18 +103,28 @@ impl ServerCertVerifier for SpkiPinVerifier {
     }
 }
 
-/// A client configuration that trusts only `pin` (aws-lc-rs provider, as the server uses).
-pub(crate) fn client_config(pin: SpkiHash) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// A client configuration that trusts only `pin` (aws-lc-rs provider, as the server uses),
+/// presenting `identity` as client certificate if given.
+pub(crate) fn client_config(
+    pin: SpkiHash,
+    identity: Option<&super::ClientIdentity>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = SpkiPinVerifier {
         pin,
         algs: provider.signature_verification_algorithms,
     };
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder.with_client_auth_cert(
+            vec![CertificateDer::from(id.cert_der.clone())],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(id.key_der.clone().into()),
+        )?,
+    };
     cfg.enable_sni = false;
     Ok(Arc::new(cfg))
 }

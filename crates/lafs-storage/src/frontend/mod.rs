@@ -616,7 +616,17 @@ impl Frontend {
                     },
                 ))
             }
-            Endpoint::LafsAccountUsage => Err(ProtocolError::UnknownEndpoint.into()),
+            Endpoint::LafsAccountUsage => {
+                let (usage, quota) = server.account_usage(account).await?;
+                Ok(cbor(
+                    StatusCode::OK,
+                    &lafs_protocol::AccountUsage {
+                        used_bytes: usage.used_space,
+                        share_count: usage.leases,
+                        quota_bytes: quota,
+                    },
+                ))
+            }
         }
     }
 }

@@ -1,0 +1,140 @@
+//! Accounts seen from the client: two lafs client nodes, each with its own account key made
+//! by `lafs init`, upload to four `lafs run` servers. Each client's usage, as
+//! `lafs account usage --json` sums it over the grid, must equal what the operators see with
+//! `lafs storage accounts list --json` for that key on each server, and both must equal the
+//! share data on the servers' disks, counted independently from the share files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod client_common;
+mod common;
+
+use client_common::{LafsClient, lafs, ok_stdout, put};
+use common::{LafsServer, Scratch, random_bytes};
+use serde_json::Value;
+use std::path::Path;
+
+/// Bytes of share data of storage index `si` on the server in `dir`: every complete share
+/// file's length minus its 12-byte container header.
+fn share_data_on_disk(dir: &Path, si: &str) -> u64 {
+    let d = dir.join("storage/shares").join(&si[..2]).join(si);
+    std::fs::read_dir(d).map_or(0, |rd| {
+        rd.flatten().map(|e| e.metadata().unwrap().len() - 12).sum()
+    })
+}
+
+fn storage_index_of(cap: &str) -> String {
+    let o = lafs(&["cap", "show", cap]);
+    let v: Value = serde_json::from_str(&ok_stdout(&o, "lafs cap show")).unwrap();
+    v["storage_index"].as_str().unwrap().to_owned()
+}
+
+fn json(args: &[&str]) -> Value {
+    let o = lafs(args);
+    serde_json::from_str(&ok_stdout(&o, &args.join(" "))).unwrap()
+}
+
+#[test]
+fn two_clients_see_their_own_exact_usage() {
+    let scratch = Scratch::new("account-usage");
+    let mut servers: Vec<LafsServer> = (0..4)
+        .map(|i| LafsServer::init(&scratch.join(&format!("s{i}")), &format!("s{i}")))
+        .collect();
+    for s in &mut servers {
+        s.spawn();
+    }
+    let entries: String = servers.iter_mut().map(|s| s.announcement()).collect();
+    let mut clients: Vec<LafsClient> = ["alice", "bob"]
+        .iter()
+        .map(|n| LafsClient::create(&scratch.join(n), 2, 3, 4, &entries))
+        .collect();
+    for c in &mut clients {
+        c.start(4);
+    }
+    let keys: Vec<String> = clients
+        .iter()
+        .map(|c| {
+            let o = lafs(&["-d", c.dir.to_str().unwrap(), "account", "key"]);
+            ok_stdout(&o, "lafs account key").trim().to_owned()
+        })
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+    for k in &keys {
+        assert!(k.starts_with("pub-v0-") && k.len() == 59, "{k}");
+    }
+
+    // Alice stores two files, Bob one; sizes differ so that mixing them up shows.
+    let mut sis: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for (who, size) in [(0, 100_000), (0, 7_000), (1, 300_000)] {
+        let f = scratch.join(&format!("f{who}-{size}"));
+        std::fs::write(&f, random_bytes(size)).unwrap();
+        let cap = put(&clients[who].dir, &f);
+        sis[who].push(storage_index_of(&cap));
+    }
+
+    for (who, c) in clients.iter().enumerate() {
+        let on_disk: u64 = servers
+            .iter()
+            .flat_map(|s| sis[who].iter().map(|si| share_data_on_disk(&s.dir, si)))
+            .sum();
+        let shares_on_disk = 4 * sis[who].len() as u64;
+        assert!(on_disk > 0);
+
+        // What the client sums over the grid.
+        let u = json(&["-d", c.dir.to_str().unwrap(), "account", "usage", "--json"]);
+        assert_eq!(u["account"], keys[who].as_str());
+        assert_eq!(u["total"]["used"].as_u64(), Some(on_disk), "{u:#}");
+        assert_eq!(u["total"]["shares"].as_u64(), Some(shares_on_disk), "{u:#}");
+        let rows = u["servers"].as_array().unwrap();
+        assert_eq!(rows.len(), 4);
+
+        // What each server's operator sees for that key, server by server.
+        let mut operator_total = 0;
+        for s in &servers {
+            let list = json(&[
+                "storage",
+                "accounts",
+                "-d",
+                s.dir.to_str().unwrap(),
+                "list",
+                "--json",
+            ]);
+            let mine = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["pubkey"] == keys[who].as_str())
+                .unwrap_or_else(|| panic!("{} has no account for {}: {list:#}", s.name, keys[who]));
+            let used = mine["used"].as_u64().unwrap();
+            let disk: u64 = sis[who]
+                .iter()
+                .map(|si| share_data_on_disk(&s.dir, si))
+                .sum();
+            assert_eq!(used, disk, "{}: {mine:#}", s.name);
+            let row = rows
+                .iter()
+                .find(|r| r["name"] == s.name.as_str())
+                .unwrap_or_else(|| panic!("no row for {} in {u:#}", s.name));
+            assert_eq!(row["used"].as_u64(), Some(used), "{row:#}");
+            assert_eq!(row["status"], "ok");
+            operator_total += used;
+            // Nothing of this client's is filed under the anonymous account.
+            let anon = &list.as_array().unwrap()[0];
+            assert_eq!(anon["name"], "anonymous");
+            assert_eq!(anon["used"], 0, "{anon:#}");
+        }
+        assert_eq!(operator_total, on_disk);
+    }
+
+    // Text output for people, and a clear failure when no server answers.
+    let o = lafs(&["-d", clients[0].dir.to_str().unwrap(), "account", "usage"]);
+    let t = ok_stdout(&o, "lafs account usage");
+    assert!(t.contains(&keys[0]) && t.contains("total"), "{t}");
+    for s in &mut servers {
+        s.stop();
+    }
+    let o = lafs(&["-d", clients[0].dir.to_str().unwrap(), "account", "usage"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no server reported"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unreachable"));
+}
