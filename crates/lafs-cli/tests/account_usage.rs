@@ -125,6 +125,59 @@ fn two_clients_see_their_own_exact_usage() {
         assert_eq!(operator_total, on_disk);
     }
 
+    // A quota refuses the upload that would cross it, clearly, leaving nothing behind.
+    let alice = clients[0].dir.to_str().unwrap().to_owned();
+    for s in &servers {
+        let d = s.dir.to_str().unwrap();
+        let o = lafs(&["storage", "accounts", "-d", d, "set-quota", &keys[0], "200KB"]);
+        ok_stdout(&o, "set-quota");
+    }
+    let big = scratch.join("big");
+    std::fs::write(&big, random_bytes(900_000)).unwrap();
+    let o = lafs(&["-d", &alice, "put", big.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("quota"), "{err}");
+    eprintln!("quota refusal: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let incoming = |s: &LafsServer| -> usize {
+        fn walk(p: &Path) -> usize {
+            std::fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .sum()
+            })
+        }
+        walk(&s.dir.join("storage/shares/incoming"))
+    };
+    for s in &servers {
+        assert_eq!(incoming(s), 0, "{} kept a partial upload", s.name);
+    }
+    // A small file still fits.
+    let small = scratch.join("small");
+    std::fs::write(&small, random_bytes(2_000)).unwrap();
+    put(&clients[0].dir, &small);
+
+    // A disabled account cannot upload, but can still read.
+    let bob = clients[1].dir.to_str().unwrap().to_owned();
+    let bobs = scratch.join("bobs");
+    std::fs::write(&bobs, random_bytes(50_000)).unwrap();
+    let bob_cap = put(&clients[1].dir, &bobs);
+    for s in &servers {
+        let d = s.dir.to_str().unwrap();
+        ok_stdout(
+            &lafs(&["storage", "accounts", "-d", d, "disable", &keys[1]]),
+            "disable",
+        );
+    }
+    let o = lafs(&["-d", &bob, "put", small.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("disabled"), "{err}");
+    eprintln!("disabled refusal: {err}");
+    let back = client_common::get(&clients[1].dir, &bob_cap, &scratch.join("bobs.out"));
+    assert_eq!(back, std::fs::read(&bobs).unwrap());
+
     // Text output for people, and a clear failure when no server answers.
     let o = lafs(&["-d", clients[0].dir.to_str().unwrap(), "account", "usage"]);
     let t = ok_stdout(&o, "lafs account usage");
