@@ -129,7 +129,15 @@ fn two_clients_see_their_own_exact_usage() {
     let alice = clients[0].dir.to_str().unwrap().to_owned();
     for s in &servers {
         let d = s.dir.to_str().unwrap();
-        let o = lafs(&["storage", "accounts", "-d", d, "set-quota", &keys[0], "200KB"]);
+        let o = lafs(&[
+            "storage",
+            "accounts",
+            "-d",
+            d,
+            "set-quota",
+            &keys[0],
+            "200KB",
+        ]);
         ok_stdout(&o, "set-quota");
     }
     let big = scratch.join("big");
@@ -144,7 +152,13 @@ fn two_clients_see_their_own_exact_usage() {
         fn walk(p: &Path) -> usize {
             std::fs::read_dir(p).map_or(0, |rd| {
                 rd.flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
         }

@@ -98,7 +98,7 @@ impl AccountKey {
     pub fn public_id(&self) -> String {
         format!(
             "pub-v0-{}",
-            lafs_core::base32::encode(&self.key.public_key_raw())
+            lafs_core::base32::encode(self.key.public_key_raw())
         )
     }
 
