@@ -76,6 +76,29 @@ pub enum KeyChoice {
     Convergent(Vec<u8>),
     /// A fresh random key.
     Random,
+    /// A key already computed, e.g. by [`ConvergentKeyHasher`] fed while the file arrived
+    /// (see [`convergent_key_hasher`]); saves the upload its first pass over the file.
+    Known([u8; 16]),
+}
+
+/// The hasher of the convergent key `upload_file` would derive with `cfg` and `secret` for a
+/// file of `size` bytes, for callers that see the bytes before the file is complete. `None`
+/// if `cfg` is invalid or the file is small enough to be a literal cap (no key needed).
+pub fn convergent_key_hasher(
+    cfg: &UploadConfig,
+    secret: &[u8],
+    size: u64,
+) -> Option<lafs_core::chk::ConvergentKeyHasher> {
+    if size <= LIT_THRESHOLD {
+        return None;
+    }
+    let params = EncodingParams {
+        needed_shares: cfg.needed_shares,
+        total_shares: cfg.total_shares,
+        max_segment_size: cfg.max_segment_size,
+    };
+    params.validate().ok()?;
+    Some(Plan::new(size, &params).ok()?.convergence_hasher(secret))
 }
 
 impl fmt::Debug for KeyChoice {
@@ -83,6 +106,7 @@ impl fmt::Debug for KeyChoice {
         match self {
             Self::Convergent(_) => f.write_str("Convergent(..)"),
             Self::Random => f.write_str("Random"),
+            Self::Known(_) => f.write_str("Known(..)"),
         }
     }
 }
@@ -243,6 +267,7 @@ pub async fn upload_file(
                 .map_err(|e| read_err(std::io::Error::other(e.to_string())))?
                 .map_err(read_err)?
         }
+        KeyChoice::Known(k) => *k,
     };
     let si = StorageIndex::from(storage_index_from_key(&key));
     let share_size = plan.share_size();

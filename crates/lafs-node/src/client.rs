@@ -203,12 +203,28 @@ impl ClientNode {
             .map_err(|e| io(&self.spool_dir, e))
     }
 
-    /// Uploads the file at `path` with convergent encryption and this node's settings.
-    pub async fn upload(&self, path: &Path) -> Result<UploadOutcome, UploadError> {
+    /// The convergent key hasher for a file of `size` bytes (fed while the file arrives, it
+    /// gives [`ClientNode::upload`] the key without a pass over the spooled file); `None` for
+    /// literal-sized files.
+    pub fn key_hasher(&self, size: u64) -> Option<lafs_core::chk::ConvergentKeyHasher> {
+        lafs_client::upload::convergent_key_hasher(&self.upload, &self.convergence, size)
+    }
+
+    /// Uploads the file at `path` with convergent encryption and this node's settings;
+    /// `key` is its convergent key if already computed (see [`ClientNode::key_hasher`]).
+    pub async fn upload(
+        &self,
+        path: &Path,
+        key: Option<[u8; 16]>,
+    ) -> Result<UploadOutcome, UploadError> {
+        let key = match key {
+            Some(k) => KeyChoice::Known(k),
+            None => KeyChoice::Convergent(self.convergence.clone()),
+        };
         upload_file(
             &self.stores(),
             &self.upload,
-            &KeyChoice::Convergent(self.convergence.clone()),
+            &key,
             &self.lease_secret,
             path,
             None,

@@ -232,7 +232,12 @@ async fn uri_root(
                     "mutable files are not supported by this node yet",
                 );
             }
-            put_file(node, req.into_body()).await
+            let length = req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            put_file(node, length, req.into_body()).await
         }
         Method::GET | Method::HEAD => match arg(query, "uri") {
             // Stock's form target: redirect to the file's own URL.
@@ -257,7 +262,11 @@ async fn uri_root(
 }
 
 /// Spools the body to a private file, uploads it, answers with the cap.
-async fn put_file(node: &ClientNode, mut body: Incoming) -> Response<Body> {
+///
+/// With a `Content-Length`, the convergent key is hashed as the body arrives, so the upload
+/// starts encoding at once instead of reading the whole spooled file first.
+async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) -> Response<Body> {
+    let mut hasher = length.and_then(|n| node.key_hasher(n));
     let spool = match node.spool_file() {
         Ok(f) => f,
         Err(e) => {
@@ -288,6 +297,9 @@ async fn put_file(node: &ClientNode, mut body: Incoming) -> Response<Body> {
         };
         if let Ok(data) = frame.into_data() {
             received += data.len() as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&data);
+            }
             if let Err(e) = out.write_all(&data).await {
                 tracing::error!(error = %e, "web: cannot write the spool file");
                 return error(
@@ -304,7 +316,11 @@ async fn put_file(node: &ClientNode, mut body: Incoming) -> Response<Body> {
         );
     }
     drop(out);
-    let result = node.upload(spool.path()).await;
+    // Only a body of exactly the announced length was hashed as the key expects.
+    let key = hasher
+        .filter(|_| Some(received) == length)
+        .map(|h| h.finalize());
+    let result = node.upload(spool.path(), key).await;
     // Deleting a big file can take a moment; keep it off the async threads.
     let _ = tokio::task::spawn_blocking(move || drop(spool)).await;
     match result {
