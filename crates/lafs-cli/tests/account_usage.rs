@@ -40,7 +40,7 @@ fn two_clients_see_their_own_exact_usage() {
         .map(|i| LafsServer::init(&scratch.join(&format!("s{i}")), &format!("s{i}")))
         .collect();
     for s in &mut servers {
-        s.spawn();
+        s.start();
     }
     let entries: String = servers.iter_mut().map(|s| s.announcement()).collect();
     let mut clients: Vec<LafsClient> = ["alice", "bob"]

@@ -224,18 +224,20 @@ pub fn ensure_identity(dir: &Path, location: &str) -> Result<Identity, NodeError
             Ok((k, s))
         },
     )?;
-    write_private(
-        &dir.join("node.pubkey"),
-        format!("{}\n", key.public_string()).as_bytes(),
-    )?;
-    write_private(
-        &dir.join("my_nodeid"),
-        format!("{}\n", tls.tubid()).as_bytes(),
-    )?;
-    write_private(
-        &dir.join("permutation-seed"),
-        format!("{}\n", key.permutation_seed_base32()).as_bytes(),
-    )?;
+    // Files derived from the keys: rewritten only when missing or different.
+    for (name, text) in [
+        ("node.pubkey", format!("{}\n", key.public_string())),
+        ("my_nodeid", format!("{}\n", tls.tubid())),
+        (
+            "permutation-seed",
+            format!("{}\n", key.permutation_seed_base32()),
+        ),
+    ] {
+        let path = dir.join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            write_private(&path, text.as_bytes())?;
+        }
+    }
     for name in ["secret", "convergence"] {
         let p = private.join(name);
         load_or_create(&p, |_| Ok(()), || Ok(((), new_secret_file()?)))?;
