@@ -959,16 +959,16 @@ async fn swissnum_is_required_on_every_endpoint_and_nothing_changes_without_it()
     }
     let r = srv.send("DELETE", "/storage/v1/version", &[], b"").await;
     assert_eq!(r.header("allow"), Some("GET, HEAD"), "{r:?}");
-    // The lafs extension path is routed, then refused as unknown once authorized.
-    let r = srv
-        .send(
-            "GET",
-            "/storage/lafs/v1/account/usage",
-            &cbor_headers(),
-            b"",
-        )
-        .await;
-    check(&r, 404, "account usage (not served yet)");
+    // The lafs usage extension needs the swissnum too, and then reports the anonymous
+    // account's usage (the uploads above were anonymous).
+    let path = "/storage/lafs/v1/account/usage";
+    let r = srv.raw(&build("GET", path, &cbor_headers(), b"")).await;
+    check(&r, 401, "account usage without a swissnum");
+    let r = srv.send("GET", path, &cbor_headers(), b"").await;
+    check(&r, 200, "account usage");
+    let u: lafs_protocol::AccountUsage = r.cbor();
+    assert!(u.share_count >= 1 && u.used_bytes > 0, "{u:?}");
+    assert_eq!(u.quota_bytes, None);
 
     // Everything still works with the right swissnum.
     assert_eq!(srv.read("immutable", si_done, 0, None).await.body, done);
