@@ -93,7 +93,11 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         .swissnum
         .parse()
         .map_err(|_| NodeError::Usage("private/storage.furl: malformed swissnum".into()))?;
-    let fe = Arc::new(Frontend::new(server.clone(), swissnum, Limits::default()));
+    let limits = Limits {
+        spool_dir: Some(storage_dir.clone()),
+        ..Limits::default()
+    };
+    let fe = Arc::new(Frontend::new(server.clone(), swissnum, limits));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| NodeError::Io {

@@ -18,7 +18,8 @@
 //!
 //! Non-goals:
 //! - I/O. There is no socket, no runtime and no TLS stack here; the server and client crates
-//!   drive these types. Streaming bodies (share data) never pass through this crate.
+//!   drive these types. Streaming bodies (share data) never pass through this crate, except
+//!   as slices [`RtwDecoder`] hands straight back to its caller.
 //! - Policy. Whether a share exists, how much space there is, what a lease is worth: those are
 //!   the server's. This crate says how such answers look on the wire.
 //! - JSON bodies. The spec says servers SHOULD accept JSON; stock never does, so neither do we.
@@ -43,6 +44,7 @@ mod ids;
 pub mod limits;
 mod messages;
 mod nurl;
+pub mod rtw_stream;
 mod x509;
 
 pub use cbor::{CborBody, CborError, DecodeLimits, check_structure, decode_limited};
@@ -62,4 +64,5 @@ pub use messages::{
     TestWriteVectors, V1_KEY, VersionResponse, WriteResponse, WriteVector,
 };
 pub use nurl::{Furl, LocationHint, Nurl, NurlError, NurlScheme, SpkiHash, Swissnum, TubId};
+pub use rtw_stream::{DataWrite, RtwDecoder, StreamLimits, StreamedRtw, StreamedShare};
 pub use x509::{CertError, PemBlock, pem_blocks, pem_certificate_der, spki_der_from_cert_der};

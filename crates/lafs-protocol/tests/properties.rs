@@ -263,8 +263,62 @@ fn round_trip<T: CborBody + PartialEq + std::fmt::Debug>(v: &T) {
     assert_eq!(&T::decode(&encoded).unwrap(), v);
 }
 
+/// The streaming read-test-write decoder, fed `body` in pieces of `piece` bytes, accepts it
+/// exactly when the whole-body decoder does, with the same contents.
+fn streaming_agrees(body: &[u8], piece: usize) -> Result<(), TestCaseError> {
+    use lafs_protocol::rtw_stream::{
+        StreamLimits, decode_in_pieces, merged_writes, streamed_writes,
+    };
+    let whole =
+        lafs_protocol::decode_limited::<ReadTestWriteRequest>(body, &ReadTestWriteRequest::LIMITS);
+    let limits = StreamLimits {
+        max_small_bytes: u64::MAX,
+        ..StreamLimits::new(1 << 40)
+    };
+    let streamed = decode_in_pieces(body, limits, piece);
+    match (whole, streamed) {
+        (Ok(w), Ok((s, stream))) => {
+            prop_assert_eq!(merged_writes(&w), streamed_writes(&s, &stream));
+            prop_assert_eq!(&w.read_vector, &s.read_vector);
+            prop_assert_eq!(w.test_write_vectors.len(), s.test_write_vectors.len());
+            for (n, v) in &w.test_write_vectors {
+                let t = &s.test_write_vectors[n];
+                prop_assert_eq!(&v.test, &t.test);
+                prop_assert_eq!(v.new_length, t.new_length);
+            }
+        }
+        (Err(_), Err(_)) => {}
+        (w, s) => prop_assert!(
+            false,
+            "whole-body {:?} vs streamed {:?}",
+            w.map(|_| ()),
+            s.map(|_| ())
+        ),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn streaming_rtw_decoder_agrees_with_the_whole_body_decoder(
+        rtw in rtw_request(),
+        piece in 1usize..64,
+        index in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        how in 0u8..3,
+    ) {
+        let mut b = rtw.encode();
+        streaming_agrees(&b, piece)?;
+        let i = index.index(b.len());
+        match how {
+            0 => b[i] = byte,
+            1 => b.insert(i, byte),
+            _ => { b.remove(i); }
+        }
+        streaming_agrees(&b, piece)?;
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(b in bytes(300)) {

@@ -10,6 +10,7 @@
 //!   collection), walking the backend slowly through the server.
 //! - [`backend`]: where share bytes live ([`backend::disk`], [`backend::cloud`],
 //!   [`backend::memory`], [`backend::discard`]).
+//! - [`spool`]: the write data of mutable writes, spooled to a temporary file when large.
 
 pub mod backend;
 pub mod crawler;
@@ -17,4 +18,5 @@ pub mod frontend;
 pub mod leasedb;
 pub mod ranges;
 pub mod server;
+pub mod spool;
 pub mod types;

@@ -16,7 +16,9 @@
 //! writes and on `add-or-renew-lease`; renew/cancel secrets are checked for form by the
 //! protocol layer and not stored.
 
-use crate::backend::{Backend, BackendError, ImmutableUpload, MutableWrite, WriteVector};
+use crate::backend::{
+    Backend, BackendError, ImmutableUpload, MutableWrite, WriteData, WriteVector,
+};
 use crate::leasedb::{AccountId, AdoptOutcome, LeaseDbError, LeaseDbHandle, ShareState};
 use crate::ranges::RangeSet;
 use crate::types::{ShareKind, ShareNum, StorageIndex};
@@ -153,8 +155,8 @@ pub struct TestWrite {
     /// `(offset, specimen)` pairs: the share's bytes at offset (clipped) must equal specimen;
     /// the length tested is `size`.
     pub tests: Vec<(u64, u64, Bytes)>,
-    /// Writes.
-    pub writes: Vec<(u64, Bytes)>,
+    /// Writes (their data possibly spooled to a file).
+    pub writes: Vec<(u64, WriteData)>,
     /// New length (only shrinks; 0 deletes).
     pub new_length: Option<u64>,
 }
@@ -967,7 +969,7 @@ impl StorageServer {
                     let end = v
                         .writes
                         .iter()
-                        .map(|(o, d)| o.saturating_add(d.len() as u64))
+                        .map(|(o, d)| o.saturating_add(d.len()))
                         .max()
                         .unwrap_or(0);
                     end.saturating_sub(existing.get(shnum).copied().unwrap_or(0))
@@ -984,7 +986,7 @@ impl StorageServer {
             let end = v
                 .writes
                 .iter()
-                .map(|(o, d)| o.saturating_add(d.len() as u64))
+                .map(|(o, d)| o.saturating_add(d.len()))
                 .max()
                 .unwrap_or(0);
             if end > self.cfg.max_mutable_share_size {

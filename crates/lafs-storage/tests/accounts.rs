@@ -37,7 +37,7 @@ fn mutable(len: usize) -> BTreeMap<ShareNum, TestWrite> {
     [(
         0,
         TestWrite {
-            writes: vec![(0, Bytes::from(vec![3u8; len]))],
+            writes: vec![(0, Bytes::from(vec![3u8; len]).into())],
             ..TestWrite::default()
         },
     )]

@@ -134,7 +134,7 @@ async fn write_mutable(s: &StorageServer, si: StorageIndex, shnum: ShareNum, len
     let tw: BTreeMap<ShareNum, TestWrite> = [(
         shnum,
         TestWrite {
-            writes: vec![(0, Bytes::from(vec![7u8; len]))],
+            writes: vec![(0, Bytes::from(vec![7u8; len]).into())],
             ..TestWrite::default()
         },
     )]

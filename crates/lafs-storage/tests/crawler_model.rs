@@ -346,7 +346,7 @@ async fn run_ops(ops: Vec<Op>) {
                         writes: if len == 0 {
                             vec![]
                         } else {
-                            vec![(0, Bytes::from(vec![len; usize::from(len)]))]
+                            vec![(0, Bytes::from(vec![len; usize::from(len)]).into())]
                         },
                         new_length: (len == 0).then_some(0),
                         ..TestWrite::default()

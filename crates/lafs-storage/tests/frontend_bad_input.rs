@@ -2900,3 +2900,246 @@ async fn large_reads_stream_every_byte_in_order() {
         assert!(r.body == data[a..=b], "range {a}-{b} differs");
     }
 }
+
+// ============================================================================================
+// Large read-test-write bodies
+// ============================================================================================
+
+/// A read-test-write body for share 0, made piece by piece (never held whole): `n` write
+/// vectors of `block` bytes at consecutive offsets (vector `i` filled with `fill(i)`), then
+/// `tests` (an encoded test array: after the writes, so it can only be evaluated once all the
+/// data has arrived), then `extra` top-level pairs (encoded, counted by `extra_pairs`).
+struct BigRtw {
+    n: usize,
+    block: usize,
+    fill: fn(usize) -> u8,
+    tests: Vec<u8>,
+    extra_pairs: u64,
+    extra: Vec<u8>,
+}
+
+impl BigRtw {
+    fn prefix(&self) -> Vec<u8> {
+        let mut v = head(5, 2 + self.extra_pairs);
+        v.extend(ctext("test-write-vectors"));
+        v.extend(head(5, 1));
+        v.extend(cuint(0));
+        v.extend(head(5, 3));
+        v.extend(ctext("write"));
+        v.extend(head(4, self.n as u64));
+        v
+    }
+
+    fn vector_head(&self, i: usize) -> Vec<u8> {
+        let mut v = head(5, 2);
+        v.extend(ctext("offset"));
+        v.extend(cuint((i * self.block) as u64));
+        v.extend(ctext("data"));
+        v.extend(head(2, self.block as u64));
+        v
+    }
+
+    fn suffix(&self) -> Vec<u8> {
+        let mut v = ctext("test");
+        v.extend_from_slice(&self.tests);
+        v.extend(ctext("new-length"));
+        v.push(0xf6);
+        v.extend(ctext("read-vector"));
+        v.push(0x80);
+        v.extend_from_slice(&self.extra);
+        v
+    }
+
+    fn len(&self) -> u64 {
+        let vectors: usize = (0..self.n)
+            .map(|i| self.vector_head(i).len() + self.block)
+            .sum();
+        (self.prefix().len() + vectors + self.suffix().len()) as u64
+    }
+
+    fn pieces(&self) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
+        std::iter::once(self.prefix())
+            .chain((0..self.n).map(|i| {
+                let mut v = self.vector_head(i);
+                v.resize(v.len() + self.block, (self.fill)(i));
+                v
+            }))
+            .chain(std::iter::once(self.suffix()))
+    }
+
+    fn expected(&self, from: usize, to: usize) -> Vec<u8> {
+        (from..to).map(|p| (self.fill)(p / self.block)).collect()
+    }
+}
+
+impl Client {
+    /// POSTs `rtw` to `si`, streaming its body. `declared` is the Content-Length sent (more
+    /// than the body to cut it off: the write side is then closed).
+    async fn rtw_streamed(
+        &self,
+        si: StorageIndex,
+        we: &[u8],
+        rtw: &BigRtw,
+        declared: u64,
+    ) -> std::io::Result<Resp> {
+        let stream = self.try_tls().await?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut h = vec![auth()];
+        h.extend(rtw_headers(we));
+        h.push(hdr("Content-Length", declared.to_string()));
+        let request_head = build(
+            "POST",
+            &format!("/storage/v1/mutable/{si}/read-test-write"),
+            &h,
+            b"",
+        );
+        let write = async move {
+            let _ = async {
+                wr.write_all(&request_head).await?;
+                for p in rtw.pieces() {
+                    wr.write_all(&p).await?;
+                }
+                wr.flush().await?;
+                if declared > rtw.len() {
+                    wr.shutdown().await?;
+                }
+                Ok::<_, std::io::Error>(())
+            }
+            .await;
+            wr
+        };
+        let fut = async {
+            let (_wr, resp) = tokio::join!(write, read_response(&mut rd));
+            resp
+        };
+        tokio::time::timeout(Duration::from_secs(300), fut)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+}
+
+fn spool_limits(dir: &Path) -> Limits {
+    Limits {
+        spool_dir: Some(dir.to_path_buf()),
+        ..Limits::default()
+    }
+}
+
+/// A stock client creating a mutable file sends the whole share in one request; 80 MiB is over
+/// the 64 MiB the frontend used to hold in memory (twice: body and decoded copy). Now the
+/// write data is spooled, so the process's peak memory barely moves, and the share reads
+/// back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_sized_read_test_write_streams_with_bounded_memory() {
+    let spool = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(ServerConfig::default(), spool_limits(spool.path())).await;
+    let m = si(120);
+    let we = [9u8; 32];
+    let rtw = BigRtw {
+        n: 640,
+        block: 128 << 10,
+        fill: |i| (i * 37 % 251) as u8,
+        tests: vec![0x80],
+        extra_pairs: 0,
+        extra: vec![],
+    };
+    let size = rtw.n * rtw.block;
+    let hwm0 = vm_hwm_kib();
+    let r = srv.rtw_streamed(m, &we, &rtw, rtw.len()).await.unwrap();
+    let grew_mib = (vm_hwm_kib() - hwm0) / 1024;
+    check(&r, 200, "80 MiB read-test-write");
+    let out: ReadTestWriteResponse = r.cbor();
+    assert!(out.success, "{out:?}");
+    eprintln!("peak memory grew by {grew_mib} MiB for an 80 MiB body");
+    assert!(
+        grew_mib < 40,
+        "peak memory grew by {grew_mib} MiB for an 80 MiB body"
+    );
+    assert_eq!(
+        std::fs::read_dir(spool.path()).unwrap().count(),
+        0,
+        "spool left behind"
+    );
+    let step = 4 << 20;
+    for from in (0..size).step_by(step) {
+        let to = (from + step).min(size);
+        let r = srv
+            .read("mutable", m, 0, Some(&format!("bytes={}-{}", from, to - 1)))
+            .await;
+        check(&r, 206, "read back");
+        assert!(r.body == rtw.expected(from, to), "bytes {from}..{to}");
+    }
+}
+
+/// Tests, decoding and the body's arrival all come before any write: a request that fails
+/// at its very end (a test after 3 MiB of spooled data, a bad key after them, a body cut off)
+/// changes nothing, on disk or in the lease database, and leaves no spool file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_read_test_write_that_fails_at_the_end_changes_nothing() {
+    let spool = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(ServerConfig::default(), spool_limits(spool.path())).await;
+    let m = si(121);
+    let we = [8u8; 32];
+    let first = BigRtw {
+        n: 24,
+        block: 128 << 10,
+        fill: |i| i as u8,
+        tests: vec![0x80],
+        extra_pairs: 0,
+        extra: vec![],
+    };
+    let r = srv.rtw_streamed(m, &we, &first, first.len()).await.unwrap();
+    check(&r, 200, "create");
+    assert!(r.cbor::<ReadTestWriteResponse>().success);
+    let before = srv.state(&[m]).await;
+
+    let failing_test = {
+        let mut t = head(4, 1);
+        t.extend(cmap(&[
+            (ctext("offset"), cuint(0)),
+            (ctext("size"), cuint(4)),
+            (ctext("specimen"), {
+                let mut b = head(2, 4);
+                b.extend_from_slice(b"nope");
+                b
+            }),
+        ]));
+        t
+    };
+    let rewrite = |tests: Vec<u8>, extra_pairs: u64, extra: Vec<u8>| BigRtw {
+        n: 24,
+        block: 128 << 10,
+        fill: |i| 200 - i as u8,
+        tests,
+        extra_pairs,
+        extra,
+    };
+    let b = rewrite(failing_test, 0, vec![]);
+    let r = srv.rtw_streamed(m, &we, &b, b.len()).await.unwrap();
+    check(&r, 200, "failing test");
+    let out: ReadTestWriteResponse = r.cbor();
+    assert!(!out.success, "the test must fail");
+    assert_eq!(srv.state(&[m]).await, before, "after a failing test");
+
+    let mut bad_key = ctext("extra");
+    bad_key.push(0);
+    let b = rewrite(vec![0x80], 1, bad_key);
+    let r = srv.rtw_streamed(m, &we, &b, b.len()).await.unwrap();
+    check(&r, 400, "unknown key after the data");
+    assert_eq!(srv.state(&[m]).await, before, "after a bad key");
+
+    let b = rewrite(vec![0x80], 0, vec![]);
+    let r = srv.rtw_streamed(m, &we, &b, b.len() + 100).await;
+    if let Ok(r) = &r {
+        assert!(r.status >= 400, "cut-off body answered {}", r.status);
+    }
+    // The server notices the cut-off body when it reads on; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(srv.state(&[m]).await, before, "after a cut-off body");
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+
+    // And the share is still the first version.
+    let r = srv.read("mutable", m, 0, Some("bytes=0-1048575")).await;
+    check(&r, 206, "read");
+    assert!(r.body == first.expected(0, 1 << 20));
+}

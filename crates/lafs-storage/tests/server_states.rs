@@ -288,7 +288,7 @@ fn tw(tests: &[(u64, &[u8])], writes: &[(u64, &[u8])], new_length: Option<u64>) 
             .collect(),
         writes: writes
             .iter()
-            .map(|(o, d)| (*o, Bytes::copy_from_slice(d)))
+            .map(|(o, d)| (*o, Bytes::copy_from_slice(d).into()))
             .collect(),
         new_length,
     }

@@ -350,7 +350,7 @@ mod tests {
         let w = MutableWrite {
             writes: vec![WriteVector {
                 offset: 0,
-                data: Bytes::from_static(b"mutable"),
+                data: Bytes::from_static(b"mutable").into(),
             }],
             new_length: None,
             write_enabler: [5; 32],

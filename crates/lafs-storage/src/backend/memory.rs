@@ -236,6 +236,11 @@ impl Backend for MemoryBackend {
         shnum: ShareNum,
         write: MutableWrite,
     ) -> BackendResult<u64> {
+        // The write data, in memory (this backend holds shares there anyway).
+        let mut datas = Vec::with_capacity(write.writes.len());
+        for v in &write.writes {
+            datas.push(v.data.read(0, v.data.len()).await?);
+        }
         let mut inner = self.lock();
         let existing = match inner.share(si, shnum) {
             Some(s) => {
@@ -256,7 +261,7 @@ impl Backend for MemoryBackend {
         let old_len = existing.unwrap_or(0);
         let mut max_end = old_len;
         for v in &write.writes {
-            let end = v.offset.checked_add(to_len(v.data.len())).ok_or_else(|| {
+            let end = v.offset.checked_add(v.data.len()).ok_or_else(|| {
                 BackendError::Invalid(format!("mutable write at offset {} is too large", v.offset))
             })?;
             max_end = max_end.max(end);
@@ -289,10 +294,10 @@ impl Backend for MemoryBackend {
             }
             return Err(e);
         }
-        for v in &write.writes {
+        for (v, d) in write.writes.iter().zip(&datas) {
             // `offset + len <= max_end <= data.len()`, so these fit a usize.
             let start = v.offset as usize;
-            share.data[start..start + v.data.len()].copy_from_slice(&v.data);
+            share.data[start..start + d.len()].copy_from_slice(d);
         }
         share.data.truncate(final_len as usize);
         if existing.is_none() {

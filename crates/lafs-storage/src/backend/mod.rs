@@ -37,17 +37,20 @@ pub struct StoredShare {
     pub corrupt: Option<String>,
 }
 
+pub use crate::spool::WriteData;
+
 /// One write of a mutable test-and-write.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WriteVector {
     /// Offset in the share data.
     pub offset: u64,
-    /// Bytes to write (holes before them read as zeros).
-    pub data: Bytes,
+    /// Bytes to write (holes before them read as zeros): possibly a region of a spool file,
+    /// which implementations read piece by piece, so a large write never sits in memory.
+    pub data: WriteData,
 }
 
 /// A mutable write: create-or-modify one share.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct MutableWrite {
     /// Writes, applied in order.
     pub writes: Vec<WriteVector>,

@@ -12,6 +12,7 @@
 //! handshake rather than being silently treated as anonymous.
 
 use crate::server::{ServerError, StorageServer, TestWrite};
+use crate::spool::{Spool, WriteData};
 use crate::types::{ShareKind, StorageIndex};
 use bytes::Bytes;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
@@ -21,8 +22,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use lafs_protocol::{
     AdviseCorruptRequest, AllocateRequest, AllocateResponse, BodyKind, ByteRange, CborBody,
-    ContentRange, DecodeLimits, Endpoint, ProtocolError, ReadPlan, ReadTestWriteRequest,
-    ReadTestWriteResponse, RequiredRange, SecretKind, Secrets, ShareList, ShareNum, Swissnum,
+    ContentRange, Endpoint, ProtocolError, ReadPlan, ReadTestWriteResponse, RequiredRange,
+    RtwDecoder, SecretKind, Secrets, ShareList, ShareNum, StreamLimits, StreamedRtw, Swissnum,
     VersionResponse, WriteResponse,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,8 +55,14 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Largest immutable-write (PATCH) body.
     pub max_write_body: u64,
-    /// Largest read-test-write body.
+    /// Largest read-test-write body. Its write data is spooled to a temporary file (see
+    /// [`crate::spool`]), so this bounds the disk one request may use, not memory; a stock
+    /// client sends a whole mutable share in one request, so this is also the largest mutable
+    /// share a client can create in one step.
     pub max_rtw_body: u64,
+    /// Where read-test-write data is spooled (the system's temporary directory if `None`;
+    /// a node uses its storage directory).
+    pub spool_dir: Option<std::path::PathBuf>,
     /// Most connections served at once.
     pub max_connections: usize,
     /// Time a response write may stay blocked (the client not reading) before the connection
@@ -70,7 +77,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(120),
             max_write_body: 16 << 20,
-            max_rtw_body: 64 << 20,
+            max_rtw_body: 16 << 30,
+            spool_dir: None,
             max_connections: 1024,
             stall_timeout: Duration::from_secs(60),
         }
@@ -329,6 +337,52 @@ impl Frontend {
         }
     }
 
+    /// Reads and decodes a read-test-write body as it arrives (see [`crate::spool`]): the
+    /// small parts are kept, write data goes to a spool. Memory stays bounded whatever the
+    /// body's size. The body may take `body_timeout` plus 4 s per MiB received (a client
+    /// sending a large share at a quarter of a MiB per second or more is never cut off).
+    async fn rtw_body(&self, req: Request<Incoming>) -> Result<(StreamedRtw, WriteData), Failure> {
+        let max = self.limits.max_rtw_body;
+        let hint = hyper::body::Body::size_hint(req.body());
+        if hint.lower() > max {
+            return Err(ProtocolError::PayloadTooLarge {
+                len: hint.lower(),
+                limit: max,
+            }
+            .into());
+        }
+        let mut decoder = RtwDecoder::new(StreamLimits::new(max), hint.exact());
+        let mut spool = Spool::new(self.limits.spool_dir.clone());
+        let spool_failed = |e: std::io::Error| Failure::Server(ServerError::Backend(e.into()));
+        let mut body = req.into_body();
+        let started = tokio::time::Instant::now();
+        loop {
+            let allowed =
+                self.limits.body_timeout + Duration::from_secs(4 * (decoder.consumed() >> 20));
+            let left = allowed.saturating_sub(started.elapsed());
+            let frame = match tokio::time::timeout(left, body.frame()).await {
+                Err(_) => {
+                    return Err(ProtocolError::InvalidBody("request body timed out".into()).into());
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) => {
+                    return Err(ProtocolError::InvalidBody(
+                        "request body could not be read".into(),
+                    )
+                    .into());
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(bytes) = frame.into_data() {
+                decoder.feed(&bytes, &mut |d| spool.push(d))?;
+                spool.flush_if_full().await.map_err(spool_failed)?;
+            }
+        }
+        let r = decoder.finish()?;
+        let data = spool.finish().await.map_err(spool_failed)?;
+        Ok((r, data))
+    }
+
     /// Serves one request for a client without a client certificate (the anonymous account).
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
         self.handle_as(req, None).await
@@ -555,13 +609,7 @@ impl Frontend {
             }
             Endpoint::MutableReadTestWrite { si } => {
                 lafs_protocol::check_request_content_type(req.headers())?;
-                let max = self.limits.max_rtw_body;
-                let body = self.body(req, max).await?;
-                let limits = DecodeLimits {
-                    max_len: usize::try_from(max).unwrap_or(usize::MAX),
-                    ..ReadTestWriteRequest::LIMITS
-                };
-                let r: ReadTestWriteRequest = lafs_protocol::decode_limited(&body, &limits)?;
+                let (r, data) = self.rtw_body(req).await?;
                 let we = secrets
                     .write_enabler
                     .as_ref()
@@ -584,7 +632,7 @@ impl Frontend {
                                 writes: v
                                     .write
                                     .iter()
-                                    .map(|w| (w.offset, Bytes::from(w.data.clone())))
+                                    .map(|w| (w.offset, data.slice(w.start, w.start + w.len)))
                                     .collect(),
                                 new_length: v.new_length,
                             },

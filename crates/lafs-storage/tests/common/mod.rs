@@ -12,7 +12,7 @@ use std::task::Poll;
 use bytes::Bytes;
 use lafs_storage::backend::disk::DiskBackend;
 use lafs_storage::backend::memory::MemoryBackend;
-use lafs_storage::backend::{Backend, MutableWrite, WriteVector};
+use lafs_storage::backend::{Backend, MutableWrite, WriteData, WriteVector};
 use lafs_storage::types::{ShareNum, StorageIndex};
 use tempfile::TempDir;
 
@@ -336,14 +336,19 @@ pub async fn read_all(b: &dyn Backend, si: &StorageIndex, shnum: ShareNum) -> Ve
     }
 }
 
-/// A mutable write.
+/// A mutable write. Writes of more than 100 bytes come from a spool file (as a large
+/// read-test-write's do), smaller ones from memory.
 pub fn mw(writes: &[(u64, &[u8])], new_length: Option<u64>, we: u8) -> MutableWrite {
     MutableWrite {
         writes: writes
             .iter()
             .map(|(offset, data)| WriteVector {
                 offset: *offset,
-                data: Bytes::copy_from_slice(data),
+                data: if data.len() > 100 {
+                    WriteData::in_temp_file(data).unwrap()
+                } else {
+                    Bytes::copy_from_slice(data).into()
+                },
             })
             .collect(),
         new_length,
@@ -359,11 +364,12 @@ pub fn model_apply(model: &mut Vec<u8>, w: &MutableWrite) {
         return;
     }
     for v in &w.writes {
-        let end = v.offset as usize + v.data.len();
+        let data = v.data.read_blocking(0, u64::MAX).unwrap();
+        let end = v.offset as usize + data.len();
         if model.len() < end {
             model.resize(end, 0);
         }
-        model[v.offset as usize..end].copy_from_slice(&v.data);
+        model[v.offset as usize..end].copy_from_slice(&data);
     }
     if let Some(n) = w.new_length
         && (n as usize) < model.len()

@@ -21,7 +21,7 @@ use super::container::{
     MutableHeader, mutable_header,
 };
 use super::{Shared, keys};
-use crate::backend::{BackendError, BackendResult, MutableWrite};
+use crate::backend::{BackendError, BackendResult, MutableWrite, WriteData};
 use crate::types::{ShareNum, StorageIndex};
 
 /// Size of the extra-lease count after the data.
@@ -30,14 +30,14 @@ const EXTRA_LEASE_COUNT_LEN: u64 = 4;
 /// One write, in container coordinates, clipped to the new length.
 struct RawWrite {
     pos: u64,
-    data: Bytes,
+    data: WriteData,
 }
 
 /// Whether `[a, b)` is covered by the (sorted) writes.
 fn covered(writes: &[RawWrite], a: u64, b: u64) -> bool {
     let mut at = a;
     for w in writes {
-        let end = w.pos + w.data.len() as u64;
+        let end = w.pos + w.data.len();
         if w.pos <= at && end > at {
             at = end;
         }
@@ -83,11 +83,11 @@ impl Plan<'_> {
             buf[..old.len()].copy_from_slice(&old);
         }
         for w in self.writes {
-            let wend = w.pos + w.data.len() as u64;
+            let wend = w.pos + w.data.len();
             let (a, b) = (w.pos.max(start), wend.min(end));
             if a < b {
-                buf[(a - start) as usize..(b - start) as usize]
-                    .copy_from_slice(&w.data[(a - w.pos) as usize..(b - w.pos) as usize]);
+                let piece = w.data.read(a - w.pos, b - w.pos).await?;
+                buf[(a - start) as usize..(b - start) as usize].copy_from_slice(&piece);
             }
         }
         if k == 0 {
@@ -147,7 +147,7 @@ pub(super) async fn write(
     for v in &w.writes {
         let end = v
             .offset
-            .checked_add(v.data.len() as u64)
+            .checked_add(v.data.len())
             .filter(|e| *e <= MAX_DATA_LEN)
             .ok_or_else(|| {
                 BackendError::Invalid(format!("mutable write at offset {} is too large", v.offset))
@@ -177,10 +177,10 @@ pub(super) async fn write(
         .writes
         .iter()
         .filter_map(|v| {
-            let end = (v.offset + v.data.len() as u64).min(new_len);
+            let end = (v.offset + v.data.len()).min(new_len);
             (v.offset < end).then(|| RawWrite {
                 pos: MUTABLE_DATA_OFFSET + v.offset,
-                data: v.data.slice(..(end - v.offset) as usize),
+                data: v.data.slice(0, end - v.offset),
             })
         })
         .collect();
@@ -190,17 +190,17 @@ pub(super) async fn write(
         .writes
         .iter()
         .filter_map(|v| {
-            let end = (v.offset + v.data.len() as u64).min(new_len);
+            let end = (v.offset + v.data.len()).min(new_len);
             (v.offset < end).then(|| RawWrite {
                 pos: MUTABLE_DATA_OFFSET + v.offset,
-                data: v.data.slice(..(end - v.offset) as usize),
+                data: v.data.slice(0, end - v.offset),
             })
         })
         .collect();
 
     let mut dirty = std::collections::BTreeSet::new();
     for wr in &writes {
-        let last = (wr.pos + wr.data.len() as u64 - 1) / chunk;
+        let last = (wr.pos + wr.data.len() - 1) / chunk;
         dirty.extend(wr.pos / chunk..=last);
     }
     let reshaped = old.is_none() || new_len != old_len || old_total != new_total;

@@ -49,7 +49,7 @@ pub(super) fn plan(old_len: u64, w: &MutableWrite) -> BackendResult<(u64, u64)> 
     for v in &w.writes {
         let e = v
             .offset
-            .checked_add(v.data.len() as u64)
+            .checked_add(v.data.len())
             .filter(|e| *e <= MAX_DATA_LEN)
             .ok_or_else(|| {
                 BackendError::Invalid(format!("mutable write at offset {} is too large", v.offset))
@@ -170,7 +170,7 @@ fn read_extra_leases(
 /// Applies the write vectors, in order, to a container file at the data offset.
 fn apply_writes(file: &File, w: &MutableWrite) -> io::Result<()> {
     for v in &w.writes {
-        file.write_all_at(&v.data, MUTABLE_DATA_OFFSET + v.offset)?;
+        v.data.write_to(file, MUTABLE_DATA_OFFSET + v.offset)?;
     }
     Ok(())
 }
@@ -324,9 +324,10 @@ fn in_place(
                 write_zeros_at(file, start, stop - start).map_err(&ctx)?;
             }
         }
-        file.write_all_at(&v.data, MUTABLE_DATA_OFFSET + v.offset)
+        v.data
+            .write_to(file, MUTABLE_DATA_OFFSET + v.offset)
             .map_err(&ctx)?;
-        cur = cur.max(v.offset + v.data.len() as u64);
+        cur = cur.max(v.offset + v.data.len());
     }
     debug_assert_eq!(cur, max_end);
     if !w.writes.is_empty() {
