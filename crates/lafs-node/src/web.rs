@@ -266,7 +266,21 @@ async fn uri_root(
 /// With a `Content-Length`, the convergent key is hashed as the body arrives, so the upload
 /// starts encoding at once instead of reading the whole spooled file first.
 async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) -> Response<Body> {
-    let mut hasher = length.and_then(|n| node.key_hasher(n));
+    // The convergent key is hashed on a thread of its own while the body is written to the
+    // spool, so receiving is not slowed by hashing (SHA-256 is the slowest step here).
+    let (hash_tx, hash_task) = match length.and_then(|n| node.key_hasher(n)) {
+        Some(mut h) => {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            let task = tokio::task::spawn_blocking(move || {
+                while let Some(b) = rx.blocking_recv() {
+                    h.update(&b);
+                }
+                h.finalize()
+            });
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     let spool = match node.spool_file() {
         Ok(f) => f,
         Err(e) => {
@@ -297,9 +311,6 @@ async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) ->
         };
         if let Ok(data) = frame.into_data() {
             received += data.len() as u64;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&data);
-            }
             if let Err(e) = out.write_all(&data).await {
                 tracing::error!(error = %e, "web: cannot write the spool file");
                 return error(
@@ -307,8 +318,14 @@ async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) ->
                     format!("cannot spool the upload on the node: {e}"),
                 );
             }
+            if let Some(tx) = &hash_tx {
+                // The hasher only stops early if it panicked; the key is then computed by
+                // the upload itself.
+                let _ = tx.send(data).await;
+            }
         }
     }
+    drop(hash_tx);
     if let Err(e) = out.flush().await {
         return error(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -317,9 +334,10 @@ async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) ->
     }
     drop(out);
     // Only a body of exactly the announced length was hashed as the key expects.
-    let key = hasher
-        .filter(|_| Some(received) == length)
-        .map(|h| h.finalize());
+    let key = match hash_task {
+        Some(t) if Some(received) == length => t.await.ok(),
+        _ => None,
+    };
     let result = node.upload(spool.path(), key).await;
     // Deleting a big file can take a moment; keep it off the async threads.
     let _ = tokio::task::spawn_blocking(move || drop(spool)).await;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use lafs_protocol::{
     AdviseCorruptRequest, AllocateRequest, AllocateResponse, BodyKind, ByteRange, CborBody,
@@ -316,24 +316,44 @@ impl Frontend {
                 limit: max,
             });
         }
-        let limited = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
-        match tokio::time::timeout(self.limits.body_timeout, limited.collect()).await {
-            Err(_) => Err(ProtocolError::InvalidBody("request body timed out".into())),
-            Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    Err(ProtocolError::PayloadTooLarge {
-                        len: max.saturating_add(1),
-                        limit: max,
-                    })
-                } else {
-                    Err(ProtocolError::InvalidBody(
-                        "request body could not be read".into(),
-                    ))
+        // Frames are gathered into one buffer sized from the declared length (a share write
+        // is typically 512 KiB in TLS-record-sized frames): no regrowth copies, and a body
+        // that arrives as one frame is passed on without a copy.
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        let mut body = req.into_body();
+        let gather = async {
+            let mut first: Option<Bytes> = None;
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| {
+                    ProtocolError::InvalidBody("request body could not be read".into())
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let have = first.as_ref().map_or(0, Bytes::len) + buf.len();
+                if have.saturating_add(data.len()) > max {
+                    return Err(ProtocolError::PayloadTooLarge {
+                        len: (max as u64).saturating_add(1),
+                        limit: max as u64,
+                    });
+                }
+                match first.take() {
+                    None if buf.is_empty() => first = Some(data),
+                    None => buf.extend_from_slice(&data),
+                    Some(f) => {
+                        buf.reserve_exact(declared.max(f.len() + data.len()));
+                        buf.extend_from_slice(&f);
+                        buf.extend_from_slice(&data);
+                    }
                 }
             }
-            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(first.unwrap_or_else(|| Bytes::from(buf)))
+        };
+        match tokio::time::timeout(self.limits.body_timeout, gather).await {
+            Err(_) => Err(ProtocolError::InvalidBody("request body timed out".into())),
+            Ok(r) => r,
         }
     }
 
