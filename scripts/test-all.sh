@@ -2,6 +2,7 @@
 # Runs every lafs test, installing what the tests need first:
 #   - stock Tahoe-LAFS 1.20 from PyPI in a cached virtualenv (interop cross-checks),
 #   - s3s-fs 0.14.1, a small S3 server, built once into ~/.cache/lafs/s3s-root (cloud backend),
+#   - headless Chromium (apt-get, when missing and running as root),
 #   - cargo-fuzz (the fuzz targets run briefly).
 # Needs: the Rust toolchain (cargo, rustfmt, clippy), python3 with venv, gcc.
 # Environment: LAFS_TAHOE_VENV (venv path), LAFS_FUZZ_SECONDS (per target, default 15).
@@ -19,6 +20,19 @@ interop/tahoe-venv.sh
 step "s3s-fs (S3 server for the cloud backend tests)"
 LAFS_S3S_FS="$(interop/s3s-fs.sh)"
 export LAFS_S3S_FS
+
+step "headless Chromium (the storage web pages are rendered and screenshotted in a test)"
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1 && [ -z "${LAFS_CHROMIUM:-}" ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends chromium \
+            || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+    else
+        echo "Chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium) or set LAFS_CHROMIUM" >&2
+        exit 1
+    fi
+fi
 
 step "cargo-fuzz"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -8,8 +8,9 @@
 use crate::error::{CliError, CliResult};
 use crate::size::parse_size;
 use clap::{Args, Subcommand};
+use lafs_node::storage_status::account_json;
 use lafs_storage::leasedb::{AccountId, AccountSummary, LeaseDb, LeaseDbError, SqliteLeaseDb};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 
 #[derive(Debug, Args)]
@@ -99,22 +100,6 @@ fn resolve(db: &mut SqliteLeaseDb, id: &str) -> CliResult<AccountId> {
     }
 }
 
-fn summary_json(s: &AccountSummary) -> Value {
-    json!({
-        "id": s.account.id.0,
-        "name": s.account.name,
-        "pubkey": s.account.pubkey,
-        "enabled": s.account.enabled,
-        "quota": s.account.quota,
-        "used": s.usage.used_space,
-        "shares": s.usage.leases,
-        "leases": s.usage.leases,
-        "storage_indexes": s.usage.storage_indexes,
-        "created": s.account.creation_time,
-        "last_seen": s.account.last_seen,
-    })
-}
-
 fn summary_line(s: &AccountSummary) -> String {
     format!(
         "{:>4}  {:<16} {:<8} {:>14} {:>14} {:>8}",
@@ -147,7 +132,7 @@ pub fn run(dir: &Path, a: &AccountsArgs) -> CliResult {
         AccountsCommand::List { json } => {
             let all = db.list_accounts().map_err(db_err)?;
             if *json {
-                let v: Vec<Value> = all.iter().map(summary_json).collect();
+                let v: Vec<Value> = all.iter().map(account_json).collect();
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 println!(
@@ -165,7 +150,7 @@ pub fn run(dir: &Path, a: &AccountsArgs) -> CliResult {
             if *json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&summary_json(&s)).unwrap_or_default()
+                    serde_json::to_string_pretty(&account_json(&s)).unwrap_or_default()
                 );
             } else {
                 println!("account {}: {}", s.account.id, s.account.name);

@@ -25,8 +25,9 @@ pub struct InitArgs {
     /// Nickname shown to clients and on status pages.
     #[arg(long, value_name = "NAME")]
     nickname: Option<String>,
-    /// Serve the web API at this address [default for client nodes: 127.0.0.1:3456;
-    /// storage-only nodes serve none].
+    /// Serve the web server at this address: the client's web API, and a storage node's
+    /// status pages (/storage, /storage/accounts) [default for client nodes:
+    /// 127.0.0.1:3456; storage-only nodes serve none].
     #[arg(long, value_name = "HOST:PORT")]
     web: Option<SocketAddr>,
     /// Shares needed to read a file (k).
@@ -180,7 +181,8 @@ pub const GRACE: Duration = Duration::from_secs(10);
 
 pub fn run_node(dir: &Path) -> CliResult {
     let cfg = load(dir)?;
-    if !cfg.storage.enabled && cfg.web_port.is_none() {
+    let runs_client = cfg.web_port.is_some() && cfg.client_enabled;
+    if !cfg.storage.enabled && !runs_client {
         return Err(CliError::usage(format!(
             "{} runs neither a storage server ([storage] enabled) nor a client ([node] web.port)",
             dir.display()
@@ -205,7 +207,12 @@ pub fn run_node(dir: &Path) -> CliResult {
             );
         }
         if let Some(url) = &node.web_url {
-            eprintln!("lafs: client node for {} web API at {url}", dir.display());
+            if node.client {
+                eprintln!("lafs: client node for {} web API at {url}", dir.display());
+            }
+            if node.storage_addr.is_some() {
+                eprintln!("lafs: storage status pages at {url}storage");
+            }
         }
         node.wait().await.map_err(node_error)
     })

@@ -10,10 +10,9 @@
 
 use crate::error::{CliError, CliResult};
 use clap::Args;
-use lafs_storage::crawler::{PREFIXES, next_prefix};
-use lafs_storage::leasedb::{
-    CrawlerCounters, CrawlerHistoryEntry, LeaseDb, LeaseDbError, SqliteLeaseDb,
-};
+use lafs_node::storage_status::{Snapshot, counters_text, crawler_json, entry_json, utc};
+use lafs_storage::crawler::PREFIXES;
+use lafs_storage::leasedb::{LeaseDb, LeaseDbError, SqliteLeaseDb};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -68,102 +67,23 @@ fn db_err(e: LeaseDbError) -> CliError {
     CliError::failed(e.to_string())
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` (Hinnant's civil_from_days).
-fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-fn counters_json(c: &CrawlerCounters) -> Value {
-    json!({
-        "shares_seen": c.shares_seen,
-        "bytes_seen": c.bytes_seen,
-        "adopted": c.adopted,
-        "vanished": c.vanished,
-        "corrupt": c.corrupt,
-        "leases_expired": c.leases_expired,
-        "shares_collected": c.shares_collected,
-        "bytes_collected": c.bytes_collected,
-        "gc_dry_run": c.gc_dry_run,
-    })
-}
-
-fn entry_json(e: &CrawlerHistoryEntry) -> Value {
-    let mut v = counters_json(&e.counters);
-    if let Value::Object(m) = &mut v {
-        m.insert("cycle".into(), json!(e.cycle));
-        m.insert("start_time".into(), json!(e.start_time));
-        m.insert("end_time".into(), json!(e.end_time));
-    }
-    v
-}
-
-fn counters_text(c: &CrawlerCounters) -> String {
-    let gc = if c.gc_dry_run {
-        format!(
-            "dry run: would expire {} leases and collect {} shares ({} bytes)",
-            c.leases_expired, c.shares_collected, c.bytes_collected
-        )
-    } else {
-        format!(
-            "{} leases expired, {} shares collected ({} bytes)",
-            c.leases_expired, c.shares_collected, c.bytes_collected
-        )
-    };
-    format!(
-        "{} shares seen ({} bytes), {} adopted, {} vanished, {} corrupt; {gc}",
-        c.shares_seen, c.bytes_seen, c.adopted, c.vanished, c.corrupt
-    )
-}
-
 pub fn run_crawler(dir: &Path, a: &CrawlerArgs) -> CliResult {
     let mut db = open(dir)?;
-    let state = db.crawler_state().map_err(db_err)?;
-    let history = db.crawler_history(a.history.max(1)).map_err(db_err)?;
-    let block = db.gc_block().map_err(db_err)?;
-    let pending = db.open_crawl_requests().map_err(db_err)?.len();
-    let done = u64::from(next_prefix(state.position).min(PREFIXES));
-    let progress = done as f64 / f64::from(PREFIXES);
-    let elapsed = match (state.cycle_start_time, state.updated_at) {
-        (Some(s), Some(u)) if u > s => Some(u - s),
-        _ => None,
-    };
-    let rate = elapsed.map(|e| state.counters.shares_seen as f64 / e as f64);
+    let snap = Snapshot::read(&mut db, a.history.max(1), now()).map_err(db_err)?;
+    let state = &snap.crawler;
+    let history = &snap.history;
+    let block = snap.gc_block;
+    let pending = snap.pending_requests;
+    let (done, progress) = snap.progress();
+    let rate = snap.rate();
     if a.json {
-        let v = json!({
-            "lease_database": db_path(dir).display().to_string(),
-            "cycles_completed": state.cycle,
-            "current_cycle": {
-                "cycle": state.cycle,
-                "in_progress": state.in_cycle(),
-                "prefixes_done": done,
-                "prefixes": PREFIXES,
-                "progress": progress,
-                "start_time": state.cycle_start_time,
-                "updated_at": state.updated_at,
-                "shares_per_second": rate,
-                "counters": counters_json(&state.counters),
-            },
-            "last_cycle": history.first().map(entry_json),
-            "history": history.iter().map(entry_json).collect::<Vec<_>>(),
-            "gc_blocked": block.map(|b| json!({"since": b.since, "until_cycle": b.until_cycle})),
-            "pending_requests": pending,
-        });
+        let mut v = crawler_json(&snap);
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "lease_database".into(),
+                json!(db_path(dir).display().to_string()),
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
@@ -267,17 +187,5 @@ pub fn run_crawl_now(dir: &Path, a: &CrawlNowArgs) -> CliResult {
             )));
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_formats() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_237_334_400 + 3661), "2009-03-18 01:01:01 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
     }
 }

@@ -621,6 +621,26 @@ fn client_and_storage_in_one_node() {
     assert!(cap.ends_with(":1:2:300000"), "{cap}");
     assert_same_bytes("own shares", &get(&dir, &cap, &scratch.join("out")), &data);
     assert!(common::count_share_files(&dir.join("storage/shares")) == 2);
+    // The same web port serves the client and the storage server's pages.
+    let addr: std::net::SocketAddr = web.parse().unwrap();
+    let st = client_common::http(addr, "GET", "/storage?t=json", &[], b"").json();
+    assert_eq!(st["totals"]["stable"]["shares"], 2, "{st:#}");
+    let key = ok_stdout(&lafs(&["-d", s(&dir), "account", "key"]), "account key");
+    let mine: Vec<_> = st["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["pubkey"] == key.trim())
+        .collect();
+    assert_eq!(mine.len(), 1, "{st:#}");
+    assert_eq!(mine[0]["shares"], 2, "{st:#}");
+    assert_eq!(mine[0]["used"], st["totals"]["stable"]["used"], "{st:#}");
+    let home = client_common::http(addr, "GET", "/", &[], b"");
+    assert!(client_common::text(&home.body).contains("href=\"/storage\""));
+    let r = client_common::http(addr, "GET", "/storage/accounts?t=html", &[], b"");
+    assert_eq!(r.status, 400);
+    let r = client_common::http(addr, "POST", "/storage", &[], b"");
+    assert_eq!(r.status, 405);
     let status = proc.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }

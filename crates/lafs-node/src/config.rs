@@ -156,6 +156,10 @@ pub struct NodeConfig {
     pub tub_location: Vec<String>,
     /// `[node] web.port`: where the web server listens, if any.
     pub web_port: Option<SocketAddr>,
+    /// `[client] enabled` (lafs; default true): whether a node with a web port runs a client.
+    /// `lafs init --storage --web` writes `false`: such a node's web server shows only its
+    /// storage pages.
+    pub client_enabled: bool,
     /// `[storage]`.
     pub storage: StorageConfig,
     /// `[client]`.
@@ -257,6 +261,7 @@ impl NodeConfig {
                 .filter(|s| !s.is_empty())
                 .collect(),
             web_port: endpoint("web.port")?,
+            client_enabled: boolean("client", "enabled", true)?,
             storage: StorageConfig {
                 enabled: boolean("storage", "enabled", false)?,
                 reserved_space,

@@ -8,4 +8,5 @@ pub mod identity;
 pub mod ini;
 pub mod node;
 pub mod run;
+pub mod storage_status;
 pub mod web;

@@ -167,6 +167,9 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<PathBuf, NodeError> {
         ini.set("client", "shares.needed", &k.to_string());
         ini.set("client", "shares.happy", &h.to_string());
         ini.set("client", "shares.total", &n.to_string());
+    } else if opts.web.is_some() {
+        // A storage-only node with a web port serves its storage pages, not a client.
+        ini.set("client", "enabled", "false");
     }
     ini.set(
         "storage",

@@ -10,6 +10,8 @@
 use crate::client::ClientNode;
 use crate::config::{NodeConfig, S3Config};
 use crate::node::{NodeError, ensure_identity};
+use crate::storage_status::StorageInfo;
+use crate::web::{StoragePages, WebApp};
 use lafs_storage::backend::Backend;
 use lafs_storage::backend::cloud::{CloudBackend, CloudOptions, S3Settings};
 use lafs_storage::backend::disk::DiskBackend;
@@ -35,6 +37,8 @@ pub struct StorageService {
     pub frontend: Arc<Frontend>,
     /// The accounting crawler's settings (`[storage] expire.*`).
     pub crawler: CrawlerConfig,
+    /// What the storage status pages show about this node.
+    pub info: StorageInfo,
 }
 
 fn now() -> i64 {
@@ -109,12 +113,21 @@ pub async fn open_storage(cfg: &NodeConfig) -> Result<StorageService, NodeError>
         gc_dry_run: expire.dry_run,
         ..CrawlerConfig::default()
     };
+    let info = StorageInfo {
+        nickname: cfg.nickname.clone(),
+        server_id: id.key.server_id(),
+        backend: cfg.storage.backend.clone(),
+        reserved_space: cfg.storage.reserved_space,
+        readonly: cfg.storage.readonly,
+        expire,
+    };
     Ok(StorageService {
         server,
         listener,
         tls,
         frontend: fe,
         crawler,
+        info,
     })
 }
 
@@ -199,8 +212,10 @@ pub async fn serve_storage(
 pub struct RunningNode {
     /// Where its storage server listens, if it runs one.
     pub storage_addr: Option<SocketAddr>,
-    /// Its web API's URL (as written to `node.url`), if it runs a client.
+    /// Its web server's URL (as written to `node.url`), if it has a web port.
     pub web_url: Option<String>,
+    /// Whether it runs a client (whose web API is at `web_url`).
+    pub client: bool,
     tasks: tokio::task::JoinSet<Result<(), NodeError>>,
 }
 
@@ -232,7 +247,8 @@ pub fn web_url(addr: SocketAddr) -> String {
 }
 
 /// Starts the services of the node in `cfg` (storage server, client web API, or both) as
-/// tasks on the current runtime. Sockets are bound before this returns, so a caller that
+/// tasks on the current runtime. With a web port, the web server also serves the storage
+/// status pages (`/storage`, `/storage/accounts`) of a node that runs a storage server. Sockets are bound before this returns, so a caller that
 /// starts storage nodes first and clients afterwards (one process, `lafs local-grid`) never
 /// has a client find its servers missing. Writes `node.url` once the web API listens.
 pub async fn start_node(
@@ -240,7 +256,8 @@ pub async fn start_node(
     shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> Result<RunningNode, NodeError> {
-    if !cfg.storage.enabled && cfg.web_port.is_none() {
+    let runs_client = cfg.web_port.is_some() && cfg.client_enabled;
+    if !cfg.storage.enabled && !runs_client {
         return Err(NodeError::Usage(format!(
             "{}: this node runs neither a storage server ([storage] enabled) nor a client ([node] web.port)",
             cfg.dir.display()
@@ -249,18 +266,30 @@ pub async fn start_node(
     let mut running = RunningNode {
         storage_addr: None,
         web_url: None,
+        client: runs_client,
         tasks: tokio::task::JoinSet::new(),
     };
+    let mut pages = None;
     if cfg.storage.enabled {
         let svc = open_storage(cfg).await?;
         running.storage_addr = svc.listener.local_addr().ok();
+        if cfg.web_port.is_some() {
+            pages = Some(StoragePages {
+                server: svc.server.clone(),
+                info: svc.info.clone(),
+            });
+        }
         let stop = shutdown.clone();
         running
             .tasks
             .spawn(async move { serve_storage(svc, stop, grace).await });
     }
     if let Some(web) = cfg.web_port {
-        let node = Arc::new(ClientNode::open(cfg)?);
+        let node = if runs_client {
+            Some(Arc::new(ClientNode::open(cfg)?))
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(web)
             .await
             .map_err(|e| NodeError::Io {
@@ -278,20 +307,26 @@ pub async fn start_node(
             source: e,
         })?;
         running.web_url = Some(url);
-        let refresher = node.grid().spawn_refresher(Duration::from_secs(10));
-        let mut stop = shutdown.clone();
-        running.tasks.spawn(async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
+        if let Some(node) = &node {
+            let refresher = node.grid().spawn_refresher(Duration::from_secs(10));
+            let mut stop = shutdown.clone();
+            running.tasks.spawn(async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
                 }
-            }
-            refresher.abort();
-            Ok(())
+                refresher.abort();
+                Ok(())
+            });
+        }
+        let app = Arc::new(WebApp {
+            client: node,
+            storage: pages,
         });
         let stop = shutdown.clone();
         running.tasks.spawn(async move {
-            crate::web::serve_web(listener, node, stop, grace)
+            crate::web::serve_web(listener, app, stop, grace)
                 .await
                 .map_err(|e| NodeError::Io {
                     path: "web server".into(),

@@ -10,6 +10,13 @@
 //! | `GET /uri?uri=$CAP` | 303 to `/uri/$CAP` |
 //! | `GET /?t=json` | stock's welcome JSON (`introducers`, `servers`) plus `node`: this node's own status |
 //! | `GET /` | a welcome page a person can read: this node and a table of its servers |
+//! | `GET /storage` (`?t=json`) | a storage node's status: space, totals, accounts, crawler, garbage collection ([`crate::storage_status`]) |
+//! | `GET /storage/accounts` (`?t=json`) | its accounts with their usage, quota, state, last request |
+//!
+//! A node with a web port serves the client routes if it runs a client and the storage routes
+//! if it runs a storage server; a storage-only node's `/` redirects to `/storage`. The storage
+//! pages show account public keys and usage: like the web API itself, they are for whoever can
+//! reach the web port (loopback by default).
 //!
 //! Why it looks the way it does:
 //! - Plain hyper (HTTP/1.1), no framework: a handful of routes, and the two bodies that
@@ -29,6 +36,7 @@
 //! - Mutable files and directories are not supported yet: 501 with a message saying so.
 
 use crate::client::{ClientNode, VERSION};
+use crate::storage_status::{self as status, StorageInfo, html_escape, human_size};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -36,6 +44,7 @@ use hyper::body::{Frame, Incoming};
 use lafs_client::download::{DownloadConfig, DownloadError, download};
 use lafs_client::upload::UploadError;
 use lafs_core::cap::{Cap, ChkCap};
+use lafs_storage::server::StorageServer;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -58,7 +67,7 @@ const MAX_CONNECTIONS: usize = 256;
 /// `grace` to finish.
 pub async fn serve_web(
     listener: TcpListener,
-    node: Arc<ClientNode>,
+    app: Arc<WebApp>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> io::Result<()> {
@@ -87,15 +96,15 @@ pub async fn serve_web(
                     },
                     _ = shutdown.changed() => break,
                 };
-                let node = node.clone();
+                let app = app.clone();
                 let mut stop = stop_rx.clone();
                 conns.spawn(async move {
                     let _permit = permit;
                     let _ = tcp.set_nodelay(true);
                     let io = hyper_util::rt::TokioIo::new(tcp);
                     let svc = hyper::service::service_fn(move |req| {
-                        let node = node.clone();
-                        async move { Ok::<_, Infallible>(handle(&node, req).await) }
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(handle(&app, req).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
@@ -181,15 +190,51 @@ fn arg<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// What a node's web server serves: the client's web API, the storage node's status pages,
+/// or both.
+#[derive(Debug)]
+pub struct WebApp {
+    /// The client, if the node runs one.
+    pub client: Option<Arc<ClientNode>>,
+    /// The storage server, if the node runs one.
+    pub storage: Option<StoragePages>,
+}
+
+/// The storage server behind `/storage` and `/storage/accounts`.
+#[derive(Debug)]
+pub struct StoragePages {
+    /// The running server (its lease database is what the pages show).
+    pub server: Arc<StorageServer>,
+    /// Settings and identity shown on the pages.
+    pub info: StorageInfo,
+}
+
 /// Routes one request. Logs the route and status, never the path (it holds caps).
-async fn handle(node: &ClientNode, req: Request<Incoming>) -> Response<Body> {
+async fn handle(app: &WebApp, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = query_pairs(req.uri().query());
-    let (route, resp) = match path.as_str() {
-        "/" => ("/", welcome(node, &method, &query)),
-        "/uri" | "/uri/" | "/cap" | "/cap/" => ("/uri", uri_root(node, req, &query).await),
-        p if p.starts_with("/uri/") || p.starts_with("/cap/") => {
+    let (route, resp) = match (path.as_str(), &app.client, &app.storage) {
+        ("/storage" | "/storage/", _, Some(st)) => {
+            ("/storage", storage_page(st, &method, &query, false).await)
+        }
+        ("/storage/accounts" | "/storage/accounts/", _, Some(st)) => (
+            "/storage/accounts",
+            storage_page(st, &method, &query, true).await,
+        ),
+        ("/", None, Some(_)) => ("/", redirect_to_storage(req.uri().query())),
+        (_, None, _) => (
+            "other",
+            error(
+                StatusCode::NOT_FOUND,
+                "Not found (this node runs a storage server only: see /storage)",
+            ),
+        ),
+        ("/", Some(node), _) => ("/", welcome(node, app.storage.is_some(), &method, &query)),
+        ("/uri" | "/uri/" | "/cap" | "/cap/", Some(node), _) => {
+            ("/uri", uri_root(node, req, &query).await)
+        }
+        (p, Some(node), _) if p.starts_with("/uri/") || p.starts_with("/cap/") => {
             let rest = &p[5..];
             (
                 "/uri/$CAP",
@@ -200,6 +245,81 @@ async fn handle(node: &ClientNode, req: Request<Incoming>) -> Response<Body> {
     };
     tracing::info!(method = %method, route, status = resp.status().as_u16(), "web request");
     resp
+}
+
+/// A storage-only node's `/`: its storage page (`?t=json` kept).
+fn redirect_to_storage(query: Option<&str>) -> Response<Body> {
+    let to = match query {
+        Some(q) if !q.is_empty() => format!("/storage?{q}"),
+        _ => "/storage".to_string(),
+    };
+    let mut r = error(StatusCode::SEE_OTHER, "See /storage");
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// `/storage` and `/storage/accounts`, as HTML or (`?t=json`) JSON. Each request reads the
+/// lease database once, on its own thread, so the numbers on a page agree with each other.
+async fn storage_page(
+    st: &StoragePages,
+    method: &Method,
+    query: &[(String, String)],
+    accounts_only: bool,
+) -> Response<Body> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return not_allowed("GET, HEAD");
+    }
+    let t = arg(query, "t").unwrap_or("");
+    if !matches!(t, "" | "json") {
+        return error(StatusCode::BAD_REQUEST, "unsupported t= (use t=json)");
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let snap = match st
+        .server
+        .leasedb()
+        .call(move |db| status::Snapshot::read(db, status::PAGE_HISTORY, now))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "storage page: reading the lease database failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the lease database cannot be read right now",
+            );
+        }
+    };
+    let available = if accounts_only {
+        None
+    } else {
+        match st.server.space().await {
+            Ok(s) if s.available != u64::MAX => Some(s.available),
+            _ => None,
+        }
+    };
+    match (t, accounts_only) {
+        ("json", true) => storage_json(&status::accounts_page_json(&snap)),
+        ("json", false) => storage_json(&status::status_json(&st.info, available, &snap)),
+        (_, true) => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status::accounts_html(&st.info, &snap),
+        ),
+        (_, false) => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status::status_html(&st.info, available, &snap),
+        ),
+    }
+}
+
+fn storage_json(v: &serde_json::Value) -> Response<Body> {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    respond(StatusCode::OK, "application/json; charset=utf-8", text)
 }
 
 fn not_allowed(allow: &str) -> Response<Body> {
@@ -734,7 +854,12 @@ pub fn welcome_json(node: &ClientNode) -> serde_json::Value {
     })
 }
 
-fn welcome(node: &ClientNode, method: &Method, query: &[(String, String)]) -> Response<Body> {
+fn welcome(
+    node: &ClientNode,
+    with_storage: bool,
+    method: &Method,
+    query: &[(String, String)],
+) -> Response<Body> {
     if *method != Method::GET && *method != Method::HEAD {
         return not_allowed("GET, HEAD");
     }
@@ -750,28 +875,13 @@ fn welcome(node: &ClientNode, method: &Method, query: &[(String, String)]) -> Re
         "" => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            welcome_html(node),
+            welcome_html(node, with_storage),
         ),
         _ => error(
             StatusCode::BAD_REQUEST,
             "unsupported t= for the welcome page",
         ),
     }
-}
-
-fn html_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 fn ago(t: Option<SystemTime>) -> String {
@@ -786,24 +896,9 @@ fn ago(t: Option<SystemTime>) -> String {
     }
 }
 
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
 /// A page a person can read: who this node is, how it stores files, and every server's state.
 /// Plain HTML and CSS; it refreshes itself every 30 s.
-pub fn welcome_html(node: &ClientNode) -> String {
+pub fn welcome_html(node: &ClientNode, with_storage: bool) -> String {
     let grid = node.grid();
     let u = node.upload_config();
     let mut rows = String::new();
@@ -866,7 +961,7 @@ needs shares on at least {happy} servers. Connected to <strong>{up}</strong> of 
 <tr><th>Nickname</th><th>Server id</th><th>Connection</th><th>Last contact</th><th>Available space</th><th>Version</th></tr>
 {rows}</table>
 <p>Store a file: <code>lafs -d {dir} put FILE</code> &middot; read it back: <code>lafs -d {dir} get CAP OUTFILE</code>
-&middot; machine-readable status: <a href="/?t=json">/?t=json</a></p>
+&middot; machine-readable status: <a href="/?t=json">/?t=json</a>{storage_link}</p>
 </body></html>
 "#,
         nick = html_escape(node.nickname()),
@@ -878,6 +973,11 @@ needs shares on at least {happy} servers. Connected to <strong>{up}</strong> of 
         happy = u.happy,
         up = grid.connected_count(),
         known = grid.servers().len(),
+        storage_link = if with_storage {
+            " &middot; this node's storage server: <a href=\"/storage\">/storage</a>"
+        } else {
+            ""
+        },
     )
 }
 

@@ -399,17 +399,22 @@ pub struct LafsServer {
 impl LafsServer {
     /// `lafs init --storage --listen 127.0.0.1:<free port> --nickname NAME DIR`.
     pub fn init(dir: &Path, name: &str) -> Self {
+        Self::init_with(dir, name, &[])
+    }
+
+    /// [`Self::init`] with a web server for the storage status pages (on a port the system
+    /// picks; the running node writes its URL to `DIR/node.url`).
+    pub fn init_web(dir: &Path, name: &str) -> Self {
+        Self::init_with(dir, name, &["--web", "127.0.0.1:0"])
+    }
+
+    fn init_with(dir: &Path, name: &str, extra: &[&str]) -> Self {
         let listen = format!("127.0.0.1:{}", free_port());
         run_ok(
-            Command::new(LAFS).args([
-                "init",
-                "--storage",
-                "--listen",
-                &listen,
-                "--nickname",
-                name,
-                dir.to_str().expect("utf-8 path"),
-            ]),
+            Command::new(LAFS)
+                .args(["init", "--storage", "--listen", &listen, "--nickname", name])
+                .args(extra)
+                .arg(dir),
             Duration::from_secs(30),
         );
         Self::existing(dir, name)
