@@ -37,6 +37,10 @@ use tokio::sync::mpsc;
 /// Files of at most this many bytes become `URI:LIT:` caps and touch no server.
 pub const LIT_THRESHOLD: u64 = 55;
 
+/// Encoding threads used by default at most: more cores would add memory (one segment in
+/// flight each) faster than speed, since the servers and TLS need the other cores.
+pub const MAX_DEFAULT_ENCODE_WORKERS: usize = 3;
+
 /// How an upload encodes and spreads a file.
 #[derive(Debug, Clone)]
 pub struct UploadConfig {
@@ -52,7 +56,8 @@ pub struct UploadConfig {
     /// Most bytes per write request (stock batches 1 MB). Each share holds at most one batch
     /// being filled, one queued and one in flight, so this bounds the upload's memory.
     pub batch_size: usize,
-    /// Threads that encrypt, erasure-code and hash segments.
+    /// Threads that encrypt, erasure-code and hash segments. Each holds a segment and its
+    /// encoded blocks (about 4.5 MiB at stock's 1 MiB segments), so the default is capped.
     pub encode_workers: usize,
 }
 
@@ -64,7 +69,9 @@ impl Default for UploadConfig {
             total_shares: 10,
             max_segment_size: EncodingParams::default().max_segment_size,
             batch_size: 512 << 10,
-            encode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            encode_workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(MAX_DEFAULT_ENCODE_WORKERS),
         }
     }
 }

@@ -390,7 +390,9 @@ async fn put_file(node: &ClientNode, length: Option<u64>, mut body: Incoming) ->
     // spool, so receiving is not slowed by hashing (SHA-256 is the slowest step here).
     let (hash_tx, hash_task) = match length.and_then(|n| node.key_hasher(n)) {
         Some(mut h) => {
-            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            // Frames are slices of hyper's read buffer (up to ~400 KiB each) and keep it
+            // alive while queued: a short queue bounds memory when the hasher falls behind.
+            let (tx, mut rx) = mpsc::channel::<Bytes>(8);
             let task = tokio::task::spawn_blocking(move || {
                 while let Some(b) = rx.blocking_recv() {
                     h.update(&b);

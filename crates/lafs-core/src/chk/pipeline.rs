@@ -2,8 +2,9 @@
 //!
 //! The caller supplies segment plaintext (`read`) and consumes encoded segments (`sink`),
 //! both on the calling thread and in segment order; encryption, erasure coding and block
-//! hashing run on `workers` scoped threads. At most `2 * workers + 1` segments are in flight,
-//! so memory is bounded by the segment size, not the file size.
+//! hashing run on `workers` scoped threads. At most `workers + 2` segments are in flight (one
+//! being encoded per worker, one queued, one waiting for its turn in order), so memory is
+//! bounded by the segment size and the worker count, not the file size.
 
 use super::{ChkEncoder, ChkError, EncodedSegment, SegmentEncoder};
 use std::collections::BTreeMap;
@@ -42,7 +43,7 @@ where
         }
         return Ok(());
     }
-    let max_in_flight = 2 * workers + 1;
+    let max_in_flight = workers + 2;
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(max_in_flight);
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<(u64, Done)>();
