@@ -706,7 +706,7 @@ impl StorageClient {
             allocated_size,
         }
         .encode();
-        // Stock answers 200; lafs's frontend 201.
+        // Stock and lafs answer 200; 201 is accepted too (an older reading of the spec).
         let r = self
             .within(self.inner.opts.timeouts.control, "allocate", async {
                 Ok(self
