@@ -3,12 +3,14 @@
 #   1. put and get of SIZE_MIB through a 10-server grid (stock Tahoe 1.20 client, 3-of-10)
 #      on the disk backend, on cloud.s3 with s3s-fs, and on cloud.s3 with Garage (if built),
 #      reporting MB/s and the servers' peak RSS;
-#   2. on each cloud target: a MDMF_MIB MDMF file on the same grid (shares ~MDMF_MIB/3), then
-#      1 MiB of it modified in the middle through the web API (`PUT /uri/CAP?offset=`) on
-#      freshly restarted servers; and one server (1-of-1, so the share is the whole file)
-#      storing and returning a BIG_MIB immutable file; peak server RSS of each step.
-#      (Stock publishes a new MDMF file in one request holding all of a server's share bytes,
-#      so 1-of-1 MDMF above 64 MiB exceeds the frontend's body limit.)
+#   2. on each cloud target, MDMF on the same grid (shares ~MDMF_MIB/3): a new MDMF_MIB file
+#      published on freshly restarted servers, then 1 MiB of it modified in the middle through
+#      the web API (`PUT /uri/CAP?offset=`) and the whole file read back, again on freshly
+#      restarted servers; peak server RSS of each step;
+#   3. on each cloud target, one server (1-of-1, so the share is the whole file): a BIG_MIB
+#      immutable file stored and read back, then the same MDMF steps as in 2 with a MDMF_MIB
+#      share (stock publishes a new MDMF file with one read-test-write request per server
+#      carrying the server's whole share; the frontend streams that body to a spool file).
 # Usage: bench/cloud.sh [SIZE_MIB=256] [BIG_MIB=1024] [MDMF_MIB=100]
 # Env: TARGETS (default "disk s3s garage", garage skipped when not built), CHUNK (s3.chunk_size,
 #      default 512KiB), LAFS_BIN (a lafs binary to use instead of building one), LAFS_S3S_FS,
@@ -150,6 +152,31 @@ max_rss() {
     echo "$m"
 }
 
+# mdmf_steps DIR N: on the running grid (N servers in DIR), restart the servers, publish a new
+# MDMF_MIB MDMF file (peak server RSS in RSS_CREATE); restart them again, rewrite 1 MiB in
+# the middle through the web API and read the whole file back, checking it (RSS_UPDATE).
+mdmf_steps() {
+    local mcap
+    head -c "$((mdmf_mib << 20))" /dev/urandom >"$work/mdmf"
+    restart_servers "$1" "$2"
+    mcap="$("$tahoe" -d "$CLIENT" put --format=MDMF "$work/mdmf")"
+    RSS_CREATE="$(max_rss)"
+    restart_servers "$1" "$2"
+    python3 - "$CLIENT_WEB" "$mcap" "$((mdmf_mib << 19))" "$work/mdmf" <<'PY'
+import os, sys, urllib.parse, urllib.request
+web, cap, off, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+patch = os.urandom(1 << 20)
+req = urllib.request.Request(f"{web}/uri/{urllib.parse.quote(cap)}?offset={off}", data=patch, method="PUT")
+urllib.request.urlopen(req, timeout=600).read()
+with open(path, "r+b") as f:
+    f.seek(off)
+    f.write(patch)
+PY
+    "$tahoe" -d "$CLIENT" get "$mcap" - | cmp -s - "$work/mdmf" || { echo "MDMF on $1 differs" >&2; exit 1; }
+    rm -f "$work/mdmf"
+    RSS_UPDATE="$(max_rss)"
+}
+
 start_target() { # TARGET
     case "$1" in
     disk) ;;
@@ -163,6 +190,7 @@ head -c "$((size_mib << 20))" /dev/urandom >"$input"
 
 results=()
 big_results=()
+mdmf_results=()
 for target in $targets; do
     if [ "$target" = garage ] && [ ! -x "${LAFS_GARAGE:-$HOME/.cache/lafs/garage-root/bin/garage}" ]; then
         echo "garage not built: skipping it" >&2
@@ -182,26 +210,9 @@ for target in $targets; do
     rss_create=0
     rss_update=0
     if [ "$target" != disk ]; then
-        head -c "$((mdmf_mib << 20))" /dev/urandom >"$work/mdmf"
-        mcap="$("$tahoe" -d "$CLIENT" put --format=MDMF "$work/mdmf")"
-        # Stock publishes a new MDMF file in one request holding every share byte; that
-        # request's peak is reported on its own. The update is measured on a fresh process.
-        rss_create="$(max_rss)"
-        restart_servers "$work/grid-$target" 10
-        # Modify 1 MiB in the middle through the web API, as an in-place MDMF update.
-        python3 - "$CLIENT_WEB" "$mcap" "$((mdmf_mib << 19))" "$work/mdmf" <<'PY'
-import os, sys, urllib.parse, urllib.request
-web, cap, off, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-patch = os.urandom(1 << 20)
-req = urllib.request.Request(f"{web}/uri/{urllib.parse.quote(cap)}?offset={off}", data=patch, method="PUT")
-urllib.request.urlopen(req, timeout=600).read()
-with open(path, "r+b") as f:
-    f.seek(off)
-    f.write(patch)
-PY
-        "$tahoe" -d "$CLIENT" get "$mcap" - | cmp -s - "$work/mdmf" || { echo "$target: MDMF differs" >&2; exit 1; }
-        rm -f "$work/mdmf"
-        rss_update="$(max_rss)"
+        mdmf_steps "$work/grid-$target" 10
+        rss_create="$RSS_CREATE"
+        rss_update="$RSS_UPDATE"
     fi
     results+=("$(awk -v t="$target" -v s="$size_mib" -v a="$t0" -v b="$t1" -v c="$t2" -v r="$rss" \
         'BEGIN {printf "| %s | %.1f MB/s (%.1f s) | %.1f MB/s (%.1f s) | %d MiB |", t, s*1.048576/(b-a), b-a, s*1.048576/(c-b), c-b, r}')")
@@ -219,8 +230,11 @@ PY
         t2="$(now)"
         rm -f "$big"
         rss_big="$(max_rss)"
-        big_results+=("$(awk -v t="$target" -v s="$big_mib" -v a="$t0" -v b="$t1" -v c="$t2" -v r="$rss_big" -v r1="$rss_create" -v r2="$rss_update" \
-            'BEGIN {printf "| %s | %.1f MB/s | %.1f MB/s | %d MiB | %d MiB | %d MiB |", t, s*1.048576/(b-a), s*1.048576/(c-b), r, r1, r2}')")
+        mdmf_steps "$work/one-$target" 1
+        big_results+=("$(awk -v t="$target" -v s="$big_mib" -v a="$t0" -v b="$t1" -v c="$t2" -v r="$rss_big" \
+            'BEGIN {printf "| %s | %.1f MB/s | %.1f MB/s | %d MiB |", t, s*1.048576/(b-a), s*1.048576/(c-b), r}')")
+        mdmf_results+=("$(printf '| %s | %d MiB | %d MiB | %d MiB | %d MiB |' "$target" \
+            "$rss_create" "$rss_update" "$RSS_CREATE" "$RSS_UPDATE")")
         stop_grid
     fi
     stop_s3
@@ -233,8 +247,13 @@ echo "|---|---|---|---|"
 printf '%s\n' "${results[@]}"
 if [ "${#big_results[@]}" -gt 0 ]; then
     echo
-    echo "cloud.s3: $big_mib MiB immutable share on one server (1-of-1); $mdmf_mib MiB MDMF on the 10-server grid, then 1 MiB of it rewritten in the middle on freshly started servers:"
-    echo "| backend | $big_mib MiB put | get | server peak RSS, $big_mib MiB share | grid peak RSS incl. MDMF creation | peak RSS, MDMF update + full get |"
-    echo "|---|---|---|---|---|---|"
+    echo "cloud.s3: $big_mib MiB immutable file on one server (1-of-1, so the share is the whole file), put then get:"
+    echo "| backend | $big_mib MiB put | get | server peak RSS |"
+    echo "|---|---|---|---|"
     printf '%s\n' "${big_results[@]}"
+    echo
+    echo "cloud.s3: $mdmf_mib MiB MDMF published on freshly started servers, then 1 MiB rewritten in the middle and the whole file read back on freshly started servers; server peak RSS (max over the servers):"
+    echo "| backend | 3-of-10 grid: publish | 3-of-10 grid: update + get | 1-of-1 ($mdmf_mib MiB share): publish | 1-of-1: update + get |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${mdmf_results[@]}"
 fi
