@@ -782,6 +782,23 @@ impl StorageServer {
         offset: u64,
         len: u64,
     ) -> ServerResult<Bytes> {
+        // A share the lease database knows as STABLE is read straight from the backend: no
+        // listing of the storage index per read (on an object store, a listing of every
+        // chunk of every share: a 1 GiB share has 2,048). A share that vanished fails to
+        // read (NotFound) and one whose container turns out corrupt is recorded as such by
+        // `read_more`, as the listing would have found. `corrupt_reason` is not consulted:
+        // clients can set it (`advise_corrupt`), and a client's word must not make a share
+        // unreadable for everyone.
+        match self.db.get_share(*si, shnum).await? {
+            Some(rec) if rec.state == ShareState::Going => return Err(ServerError::NotFound),
+            Some(rec) if rec.state == ShareState::Stable => {
+                if rec.kind != kind {
+                    return Err(ServerError::NotFound);
+                }
+                return self.read_more(si, shnum, offset, len).await;
+            }
+            _ => {}
+        }
         let listed = self.adopt_unknown(si).await?;
         let Some(share) = listed.iter().find(|s| s.shnum == shnum) else {
             return Err(ServerError::NotFound);
@@ -812,6 +829,9 @@ impl StorageServer {
     ) -> ServerResult<Bytes> {
         match self.backend.read(si, shnum, offset, len).await {
             Ok(b) => Ok(b),
+            // Gone from the backend (deleted by hand, or collected meanwhile): the crawler
+            // reconciles the lease database; the client sees what a listing would show.
+            Err(BackendError::NotFound) => Err(ServerError::NotFound),
             Err(BackendError::Corrupt(reason)) => {
                 self.db
                     .mark_share_corrupt(*si, shnum, reason.clone())

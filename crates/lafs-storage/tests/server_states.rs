@@ -404,3 +404,58 @@ async fn leases_renew_per_account() {
         .collect();
     assert_eq!(accounts, [AccountId::ANONYMOUS, five].into_iter().collect());
 }
+
+/// Reads of a share the lease database knows as STABLE go straight to the backend: they must
+/// still answer exactly as a listing would: wrong kind and vanished shares are NotFound (not
+/// a server error), a client's corruption report does not make the share unreadable, and a
+/// container corrupted on disk is refused and recorded.
+#[tokio::test]
+async fn reads_of_known_shares() {
+    both(async |disk| {
+        let env = Env::new(disk);
+        let s = env.server(ServerConfig::default()).await;
+        let a = AccountId::ANONYMOUS;
+        s.allocate(a, &si(7), &set(&[0, 1]), 6, b"up")
+            .await
+            .unwrap();
+        for n in [0, 1] {
+            let out = s
+                .write(&si(7), n, b"up", 0, Bytes::from_static(b"abcdef"))
+                .await
+                .unwrap();
+            assert!(out.complete);
+            assert_eq!(state(&s, si(7), n).await, Some(ShareState::Stable));
+        }
+        let seven = si(7);
+        let read = |n: u16| s.read(ShareKind::Immutable, &seven, n, 1, 3);
+        assert_eq!(read(0).await.unwrap(), Bytes::from_static(b"bcd"));
+        assert!(matches!(
+            s.read(ShareKind::Mutable, &si(7), 0, 0, 3).await,
+            Err(ServerError::NotFound)
+        ));
+        // A client's report alone leaves the share readable.
+        s.advise_corrupt(ShareKind::Immutable, &si(7), 0, "it looked wrong to me")
+            .await
+            .unwrap();
+        assert_eq!(read(0).await.unwrap(), Bytes::from_static(b"bcd"));
+        // Deleted behind the server's back: NotFound, as before the database knew of it.
+        env.backend.delete(&si(7), 1).await.unwrap();
+        assert!(matches!(read(1).await, Err(ServerError::NotFound)));
+        if disk {
+            // A container header overwritten with garbage: refused and recorded as corrupt.
+            let path = env
+                .path
+                .join("storage/shares")
+                .join(&si(7).to_string()[..2])
+                .join(si(7).to_string())
+                .join("0");
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[..4].copy_from_slice(&[0xff; 4]);
+            std::fs::write(&path, bytes).unwrap();
+            assert!(matches!(read(0).await, Err(ServerError::Corrupt(_))));
+            let rec = s.leasedb().get_share(si(7), 0).await.unwrap().unwrap();
+            assert!(rec.corrupt_reason.is_some(), "{rec:?}");
+        }
+    })
+    .await;
+}
