@@ -849,6 +849,21 @@ impl StorageServer {
         si: &StorageIndex,
         shnum: ShareNum,
     ) -> ServerResult<u64> {
+        // As in `read`: a STABLE share's size is the lease database's (set when the share was
+        // committed, kept current by mutable writes, corrected by the crawler), so a read
+        // request costs no listing of the storage index. A share that vanished or went
+        // corrupt meanwhile fails at the read that follows.
+        match self.db.get_share(*si, shnum).await? {
+            Some(rec) if rec.state == ShareState::Going => return Err(ServerError::NotFound),
+            Some(rec) if rec.state == ShareState::Stable => {
+                return if rec.kind == kind {
+                    Ok(rec.used_space)
+                } else {
+                    Err(ServerError::NotFound)
+                };
+            }
+            _ => {}
+        }
         let listed = self.adopt_unknown(si).await?;
         match listed.iter().find(|s| s.shnum == shnum) {
             Some(s) if s.corrupt.is_some() => {

@@ -429,6 +429,34 @@ async fn reads_of_known_shares() {
         let seven = si(7);
         let read = |n: u16| s.read(ShareKind::Immutable, &seven, n, 1, 3);
         assert_eq!(read(0).await.unwrap(), Bytes::from_static(b"bcd"));
+        assert_eq!(
+            s.share_size(ShareKind::Immutable, &seven, 0).await.unwrap(),
+            6
+        );
+        assert!(matches!(
+            s.share_size(ShareKind::Mutable, &seven, 0).await,
+            Err(ServerError::NotFound)
+        ));
+        // A mutable share's size follows its writes (at its own storage index: one index
+        // holds one kind of share).
+        let we = [3u8; 32];
+        let eight = si(8);
+        for (writes, length, want) in [
+            (&[(0u64, &b"hello"[..]), (8, b"!")][..], None, 9),
+            (&[(20, &b"x"[..])][..], None, 21),
+            (&[][..], Some(4), 4),
+        ] {
+            let mut v = BTreeMap::new();
+            v.insert(2u16, tw(&[], writes, length));
+            let out = s.read_test_write(a, &eight, &we, &v, &[]).await.unwrap();
+            assert!(out.success);
+            assert_eq!(
+                s.share_size(ShareKind::Mutable, &eight, 2).await.unwrap(),
+                want
+            );
+            let whole = s.read(ShareKind::Mutable, &eight, 2, 0, 100).await.unwrap();
+            assert_eq!(whole.len() as u64, want);
+        }
         assert!(matches!(
             s.read(ShareKind::Mutable, &si(7), 0, 0, 3).await,
             Err(ServerError::NotFound)
