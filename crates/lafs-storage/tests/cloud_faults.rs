@@ -355,3 +355,87 @@ async fn server_answers_5xx_and_keeps_the_share_coming() {
             .is_err()
     );
 }
+
+/// Small reads inside one chunk of an immutable share (a downloader's blocks and hash-tree
+/// nodes) cost one request per chunk: the chunk cache keeps whole chunks, least recently used
+/// out first within its byte budget, never serves a deleted share's bytes, and leaves mutable
+/// shares (which change in place) alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chunk_cache_saves_requests_and_stays_coherent() {
+    let Some(r) = rig_with(CloudOptions {
+        chunk_size: CHUNK,
+        retry: fast_retries(5),
+        read_cache_bytes: 3 * CHUNK as usize,
+        ..CloudOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let s = si(9);
+    let data = pattern(64 * CHUNK, 9);
+    put_immutable(&r.b, &s, 0, &data).await;
+    r.b.list_shares(&s).await.unwrap();
+    r.proxy.take_log();
+    let read = |at: u64, len: u64| {
+        let b = &r.b;
+        async move { b.read(&s, 0, at, len).await.unwrap() }
+    };
+    let gets = |r: &Rig| {
+        r.proxy
+            .take_log()
+            .iter()
+            .filter(|l| l.method == "GET")
+            .count()
+    };
+    // Ten small reads inside chunk 5 and three inside the last chunk: two requests.
+    for i in 0..10 {
+        let at = 5 * CHUNK + i * 300;
+        assert_eq!(
+            &read(at, 200).await[..],
+            &data[at as usize..at as usize + 200]
+        );
+    }
+    for i in 0..3 {
+        let at = 64 * CHUNK - 12 - 1000 + i * 200;
+        assert_eq!(
+            &read(at, 100).await[..],
+            &data[at as usize..at as usize + 100]
+        );
+    }
+    assert_eq!(gets(&r), 2);
+    // Budget of three chunks: two more evict the oldest (chunk 5); the last chunk stays.
+    read(10 * CHUNK, 10).await;
+    read(11 * CHUNK, 10).await;
+    assert_eq!(gets(&r), 2);
+    read(5 * CHUNK + 1, 10).await;
+    assert_eq!(gets(&r), 1, "chunk 5 was evicted");
+    // Deleted, then stored again with other bytes of the same length: the new bytes.
+    r.b.delete(&s, 0).await.unwrap();
+    assert!(matches!(
+        r.b.read(&s, 0, 5 * CHUNK, 10).await,
+        Err(BackendError::NotFound)
+    ));
+    let other = pattern(64 * CHUNK, 10);
+    assert_ne!(other, data);
+    put_immutable(&r.b, &s, 0, &other).await;
+    let at = 5 * CHUNK + 1;
+    assert_eq!(
+        &read(at, 10).await[..],
+        &other[at as usize..at as usize + 10]
+    );
+    assert_eq!(read_all(&r.b, &s, 0).await, other);
+
+    // Mutable shares are read from the store every time.
+    let m = si(10);
+    let v1 = pattern(8 * CHUNK, 11);
+    r.b.write_mutable(&m, 0, mw(&[(0, &v1)], None, 3))
+        .await
+        .unwrap();
+    let first = r.b.read(&m, 0, 100, 10).await.unwrap();
+    assert_eq!(&first[..], &v1[100..110]);
+    r.b.write_mutable(&m, 0, mw(&[(100, b"0123456789")], None, 3))
+        .await
+        .unwrap();
+    assert_eq!(&r.b.read(&m, 0, 100, 10).await.unwrap()[..], b"0123456789");
+}

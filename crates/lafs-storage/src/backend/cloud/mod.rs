@@ -85,6 +85,11 @@ pub struct CloudOptions {
     pub request_timeout: Duration,
     /// Limit of one read or write of a request body without progress.
     pub io_timeout: Duration,
+    /// Bytes of whole immutable-share chunks kept after a read (0: none). A downloader
+    /// reads a share in many small ranges (blocks, then hash-tree nodes near the end of
+    /// the share, again for every segment); with the chunk kept, those cost one request to
+    /// the object store per chunk instead of one each.
+    pub read_cache_bytes: usize,
 }
 
 impl Default for CloudOptions {
@@ -96,6 +101,7 @@ impl Default for CloudOptions {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(120),
             io_timeout: Duration::from_secs(30),
+            read_cache_bytes: 8 << 20,
         }
     }
 }
@@ -174,6 +180,67 @@ struct Shared {
     /// Shares being uploaded, or being cleaned up after an upload was dropped.
     staged: Mutex<HashMap<(StorageIndex, ShareNum), Slot>>,
     meta: Mutex<HashMap<(StorageIndex, ShareNum), ShareMeta>>,
+    chunks: Mutex<ChunkCache>,
+}
+
+/// Whole chunks of immutable shares, least recently used evicted first, bounded in bytes.
+/// Keyed by the share's container length too, so a share replaced by one of another size
+/// never serves the old bytes; entries of a share go whenever its metadata is forgotten
+/// (deletion, a new upload, a failed read).
+#[derive(Debug, Default)]
+struct ChunkCache {
+    budget: usize,
+    used: usize,
+    tick: u64,
+    entries: HashMap<ChunkKey, (u64, Bytes)>,
+}
+
+/// Share, its container length, chunk number.
+type ChunkKey = (StorageIndex, ShareNum, u64, u64);
+
+impl ChunkCache {
+    fn get(&mut self, key: &ChunkKey) -> Option<Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(t, b)| {
+            *t = tick;
+            b.clone()
+        })
+    }
+
+    fn put(&mut self, key: ChunkKey, bytes: Bytes) {
+        if bytes.len() > self.budget || self.entries.contains_key(&key) {
+            return;
+        }
+        while self.used + bytes.len() > self.budget {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some((_, b)) = self.entries.remove(&oldest) {
+                self.used -= b.len();
+            }
+        }
+        self.tick += 1;
+        self.used += bytes.len();
+        self.entries.insert(key, (self.tick, bytes));
+    }
+
+    fn forget_share(&mut self, si: &StorageIndex, shnum: ShareNum) {
+        let mut freed = 0;
+        self.entries.retain(|k, (_, b)| {
+            let keep = !(k.0 == *si && k.1 == shnum);
+            if !keep {
+                freed += b.len();
+            }
+            keep
+        });
+        self.used -= freed;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,6 +269,7 @@ impl Shared {
 
     fn cache_forget(&self, si: &StorageIndex, shnum: ShareNum) {
         lock(&self.meta).remove(&(*si, shnum));
+        lock(&self.chunks).forget_share(si, shnum);
     }
 
     /// Chunk sizes of every share of `si` found in the bucket, by share and chunk number.
@@ -324,25 +392,57 @@ impl Shared {
     }
 
     /// Reads container bytes `[start, end)` of a share cut into `chunk`-byte chunks,
-    /// fetching only the ranges needed, a few chunks at a time.
+    /// fetching only the ranges needed, a few chunks at a time. With `cached` (immutable
+    /// shares, whose chunks never change), whole chunks are fetched and kept in the chunk
+    /// cache, and chunks found there are not fetched again.
     async fn read_container(
         &self,
         si: &StorageIndex,
         shnum: ShareNum,
-        chunk: u64,
+        m: &ShareMeta,
         start: u64,
         end: u64,
     ) -> BackendResult<Bytes> {
         if start >= end {
             return Ok(Bytes::new());
         }
+        let chunk = m.read_chunk_size();
+        let cached =
+            matches!(m.container, Container::Immutable(_)) && self.opts.read_cache_bytes > 0;
         let first = start / chunk;
         let last = (end - 1) / chunk;
         let parts = futures_util::stream::iter((first..=last).map(|k| {
             let a = start.max(k * chunk) - k * chunk;
             let b = end.min((k + 1) * chunk) - k * chunk;
             let key = keys::chunk_key(si, shnum, k);
-            async move { self.store.get_range(&key, a, b).await }
+            async move {
+                if !cached {
+                    return self.store.get_range(&key, a, b).await;
+                }
+                let ck = (*si, shnum, m.total, k);
+                let hit = lock(&self.chunks).get(&ck);
+                let whole = match hit {
+                    Some(c) => c,
+                    None => {
+                        let len = chunk.min(m.total.saturating_sub(k * chunk));
+                        let c = self.store.get_range(&key, 0, len).await?;
+                        if (c.len() as u64) < b {
+                            return Err(BackendError::Io {
+                                message: format!(
+                                    "chunk {k} of the share is shorter than listed (changed meanwhile?)"
+                                ),
+                                transient: true,
+                            });
+                        }
+                        // Only while the share is still the one these metadata describe.
+                        if lock(&self.meta).get(&(*si, shnum)).map(|x| x.total) == Some(m.total) {
+                            lock(&self.chunks).put(ck, c.clone());
+                        }
+                        c
+                    }
+                };
+                Ok(whole.slice(a as usize..b as usize))
+            }
         }))
         .buffered(self.opts.max_in_flight.max(1))
         .try_collect::<Vec<Bytes>>()
@@ -471,9 +571,13 @@ impl CloudBackend {
         Self {
             shared: Arc::new(Shared {
                 store: store::Store::new(op, opts.retry),
-                opts,
                 staged: Mutex::new(HashMap::new()),
                 meta: Mutex::new(HashMap::new()),
+                chunks: Mutex::new(ChunkCache {
+                    budget: opts.read_cache_bytes,
+                    ..ChunkCache::default()
+                }),
+                opts,
             }),
         }
     }
@@ -533,7 +637,7 @@ impl Backend for CloudBackend {
         let base = m.container.data_offset();
         let r = self
             .shared
-            .read_container(si, shnum, m.read_chunk_size(), base + offset, base + end)
+            .read_container(si, shnum, &m, base + offset, base + end)
             .await;
         if matches!(r, Err(BackendError::NotFound)) {
             self.shared.cache_forget(si, shnum);
