@@ -226,7 +226,17 @@ async fn bad_credentials_fail_without_leaking_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_fetch_only_the_chunks_they_need() {
-    let Some(r) = rig().await else { return };
+    // (Fetching ahead is a separate request, tested below.)
+    let Some(r) = rig_with(CloudOptions {
+        chunk_size: CHUNK,
+        retry: fast_retries(5),
+        read_ahead_chunks: 0,
+        ..CloudOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
     let s = si(7);
     let data = pattern(64 * CHUNK, 7);
     put_immutable(&r.b, &s, 0, &data).await;
@@ -366,6 +376,7 @@ async fn the_chunk_cache_saves_requests_and_stays_coherent() {
         chunk_size: CHUNK,
         retry: fast_retries(5),
         read_cache_bytes: 3 * CHUNK as usize,
+        read_ahead_chunks: 0,
         ..CloudOptions::default()
     })
     .await
@@ -438,4 +449,61 @@ async fn the_chunk_cache_saves_requests_and_stays_coherent() {
         .await
         .unwrap();
     assert_eq!(&r.b.read(&m, 0, 100, 10).await.unwrap()[..], b"0123456789");
+}
+
+/// A sequential reader finds the next chunks already fetched: each chunk is requested once,
+/// ahead of the read that needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_reads_find_the_next_chunks_fetched_ahead() {
+    let Some(r) = rig_with(CloudOptions {
+        chunk_size: CHUNK,
+        retry: fast_retries(5),
+        read_ahead_chunks: 2,
+        ..CloudOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let s = si(11);
+    let data = pattern(32 * CHUNK, 11);
+    put_immutable(&r.b, &s, 0, &data).await;
+    r.b.list_shares(&s).await.unwrap();
+    r.proxy.take_log();
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    let read = |at: u64| {
+        let b = &r.b;
+        async move { b.read(&s, 0, at, 100).await.unwrap() }
+    };
+    // A read in chunk 20 (container offsets; data starts at 12) fetches 20, then 21 and 22.
+    let at = 20 * CHUNK;
+    assert_eq!(&read(at).await[..], &data[at as usize..at as usize + 100]);
+    settle().await;
+    let mut fetched: Vec<String> = r.proxy.take_log().into_iter().map(|l| l.target).collect();
+    fetched.sort();
+    assert_eq!(fetched.len(), 3, "{fetched:?}");
+    for k in [20, 21, 22] {
+        assert!(
+            fetched.iter().any(|t| t.ends_with(&format!("/0.{k}"))),
+            "{fetched:?}"
+        );
+    }
+    // Reading on through 21 and 22 requests only what lies further ahead.
+    for k in [21, 22] {
+        let at = k * CHUNK + 7;
+        assert_eq!(&read(at).await[..], &data[at as usize..at as usize + 100]);
+    }
+    settle().await;
+    let log: Vec<String> = r.proxy.take_log().into_iter().map(|l| l.target).collect();
+    assert!(
+        !log.iter()
+            .any(|t| t.ends_with("/0.21") || t.ends_with("/0.22")),
+        "chunks fetched ahead were requested again: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .all(|t| t.ends_with("/0.23") || t.ends_with("/0.24")),
+        "{log:?}"
+    );
+    assert_eq!(read_all(&r.b, &s, 0).await, data);
 }

@@ -90,6 +90,10 @@ pub struct CloudOptions {
     /// the share, again for every segment); with the chunk kept, those cost one request to
     /// the object store per chunk instead of one each.
     pub read_cache_bytes: usize,
+    /// Chunks fetched ahead into the read cache after a read of an immutable share (the
+    /// next ones in the share), so that a sequential reader finds them there: object stores
+    /// answer each request after a round trip of milliseconds.
+    pub read_ahead_chunks: u64,
 }
 
 impl Default for CloudOptions {
@@ -102,6 +106,7 @@ impl Default for CloudOptions {
             request_timeout: Duration::from_secs(120),
             io_timeout: Duration::from_secs(30),
             read_cache_bytes: 8 << 20,
+            read_ahead_chunks: 2,
         }
     }
 }
@@ -193,6 +198,8 @@ struct ChunkCache {
     used: usize,
     tick: u64,
     entries: HashMap<ChunkKey, (u64, Bytes)>,
+    /// Chunks being fetched ahead.
+    fetching: std::collections::HashSet<ChunkKey>,
 }
 
 /// Share, its container length, chunk number.
@@ -230,6 +237,11 @@ impl ChunkCache {
         self.entries.insert(key, (self.tick, bytes));
     }
 
+    /// Claims `key` for a fetch ahead unless it is cached or being fetched.
+    fn claim(&mut self, key: ChunkKey) -> bool {
+        !self.entries.contains_key(&key) && self.fetching.insert(key)
+    }
+
     fn forget_share(&mut self, si: &StorageIndex, shnum: ShareNum) {
         let mut freed = 0;
         self.entries.retain(|k, (_, b)| {
@@ -265,6 +277,44 @@ impl Shared {
             c.clear();
         }
         c.insert((*si, shnum), m);
+    }
+
+    /// Puts a whole chunk in the read cache, only while the share is still the one whose
+    /// metadata are cached (not deleted or replaced meanwhile).
+    fn keep_chunk(&self, key: ChunkKey, bytes: Bytes) {
+        let current = lock(&self.meta).get(&(key.0, key.1)).map(|x| x.total) == Some(key.2);
+        if current {
+            lock(&self.chunks).put(key, bytes);
+        }
+    }
+
+    /// Starts fetching the `read_ahead_chunks` chunks after `last` into the read cache.
+    fn read_ahead(self: &Arc<Self>, si: &StorageIndex, shnum: ShareNum, m: &ShareMeta, last: u64) {
+        if !matches!(m.container, Container::Immutable(_)) || self.opts.read_cache_bytes == 0 {
+            return;
+        }
+        let chunk = m.read_chunk_size();
+        for k in last + 1..=last.saturating_add(self.opts.read_ahead_chunks) {
+            if k.saturating_mul(chunk) >= m.total {
+                break;
+            }
+            let key = (*si, shnum, m.total, k);
+            if !lock(&self.chunks).claim(key) {
+                continue;
+            }
+            let me = self.clone();
+            let len = chunk.min(m.total - k * chunk);
+            let object = keys::chunk_key(si, shnum, k);
+            tokio::spawn(async move {
+                // A failure here costs nothing: the read that needs the chunk fetches it.
+                if let Ok(c) = me.store.get_range(&object, 0, len).await
+                    && c.len() as u64 == len
+                {
+                    me.keep_chunk(key, c);
+                }
+                lock(&me.chunks).fetching.remove(&key);
+            });
+        }
     }
 
     fn cache_forget(&self, si: &StorageIndex, shnum: ShareNum) {
@@ -434,10 +484,7 @@ impl Shared {
                                 transient: true,
                             });
                         }
-                        // Only while the share is still the one these metadata describe.
-                        if lock(&self.meta).get(&(*si, shnum)).map(|x| x.total) == Some(m.total) {
-                            lock(&self.chunks).put(ck, c.clone());
-                        }
+                        self.keep_chunk(ck, c.clone());
                         c
                     }
                 };
@@ -639,8 +686,13 @@ impl Backend for CloudBackend {
             .shared
             .read_container(si, shnum, &m, base + offset, base + end)
             .await;
-        if matches!(r, Err(BackendError::NotFound)) {
-            self.shared.cache_forget(si, shnum);
+        match &r {
+            Err(BackendError::NotFound) => self.shared.cache_forget(si, shnum),
+            Ok(_) => {
+                let last = (base + end - 1) / m.read_chunk_size();
+                self.shared.read_ahead(si, shnum, &m, last);
+            }
+            Err(_) => {}
         }
         r
     }
