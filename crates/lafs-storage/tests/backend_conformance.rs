@@ -43,6 +43,7 @@ conformance!(
     immutable_boundary_sizes,
     immutable_writes_out_of_order_and_overlapping,
     immutable_holes_and_partial_writes,
+    immutable_large_share_rewrites_and_reads_while_staged,
     immutable_staged_reads,
     immutable_write_bounds,
     immutable_visible_only_after_commit,
@@ -195,6 +196,43 @@ mod cases {
             vec![110, 0, 0]
         );
         assert!(b.read(&s, 1, 0, 10).await.unwrap().is_empty());
+    }
+
+    pub async fn immutable_large_share_rewrites_and_reads_while_staged(b: &dyn Backend) {
+        // Larger than several writeback windows of the disk backend (4 MiB): ranges
+        // whose writeback has started are read back and rewritten before the commit.
+        let s = si(205);
+        let len = 11 * MIB + 12_345;
+        let data = pattern(len, 11);
+        let mut up = b.start_immutable(&s, 1, len).await.unwrap();
+        let chunk = 512 * 1024 + 3;
+        // Second half first, then the first half, in uneven chunks.
+        let half = (len / 2) as usize;
+        for (from, to) in [(half, len as usize), (0, half)] {
+            let mut at = from;
+            while at < to {
+                let end = (at + chunk).min(to);
+                up.write(at as u64, Bytes::copy_from_slice(&data[at..end]))
+                    .await
+                    .unwrap();
+                at = end;
+            }
+        }
+        let probe = 5 * MIB as usize - 7;
+        assert_eq!(
+            &up.read(probe as u64, 100).await.unwrap()[..],
+            &data[probe..probe + 100]
+        );
+        let mut want = data.clone();
+        for at in [17usize, 4 * MIB as usize + 1, 9 * MIB as usize] {
+            let patch = pattern(70_000, at as u64);
+            up.write(at as u64, Bytes::from(patch.clone()))
+                .await
+                .unwrap();
+            want[at..at + patch.len()].copy_from_slice(&patch);
+        }
+        assert_eq!(up.commit().await.unwrap(), len);
+        assert!(read_all(b, &s, 1).await == want);
     }
 
     pub async fn immutable_staged_reads(b: &dyn Backend) {
