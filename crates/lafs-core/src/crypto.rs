@@ -14,6 +14,20 @@ pub fn aes_ctr_xor(key: &[u8; 16], offset: u64, buf: &mut [u8]) {
     c.apply_keystream(buf);
 }
 
+/// Like [`aes_ctr_xor`], reading `input` and writing the result to `output` (same length),
+/// which saves copying the input first.
+pub fn aes_ctr_xor_into(key: &[u8; 16], offset: u64, input: &[u8], output: &mut [u8]) {
+    assert_eq!(
+        input.len(),
+        output.len(),
+        "aes_ctr_xor_into: lengths differ"
+    );
+    let mut c = Aes128Ctr::new(key.into(), &[0u8; 16].into());
+    c.seek(offset);
+    // Cannot fail: the lengths are equal.
+    let _ = c.apply_keystream_b2b(input, output);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,6 +47,22 @@ mod tests {
         let mut back = whole.clone();
         aes_ctr_xor(&key, 0, &mut back);
         assert_eq!(back, vec![0u8; 100]);
+    }
+
+    #[test]
+    fn into_matches_in_place_at_every_offset() {
+        let key = [9u8; 16];
+        let input: Vec<u8> = (0..300u32).map(|i| (i * 7 + 1) as u8).collect();
+        for offset in [0u64, 1, 15, 16, 17, 1 << 20, (1 << 32) + 5] {
+            for len in [0usize, 1, 16, 33, 300] {
+                let mut expect = input[..len].to_vec();
+                aes_ctr_xor(&key, offset, &mut expect);
+                // A stale output buffer must not leak into the result.
+                let mut out = vec![0xA5u8; len];
+                aes_ctr_xor_into(&key, offset, &input[..len], &mut out);
+                assert_eq!(out, expect, "offset {offset} len {len}");
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod ueb;
 pub use decode::{ChkDecoder, decode_bytes};
 
 use crate::cap::{Cap, ChkCap};
-use crate::crypto::aes_ctr_xor;
+use crate::crypto::aes_ctr_xor_into;
 use crate::hashtree::{Hash, HashTree, needed_hashes_stock_order};
 use crate::hashutil::{
     TaggedHasher, block_hash, convergence_hasher, crypttext_segment_hash, tags, ueb_hash,
@@ -370,12 +370,19 @@ impl SegmentEncoder {
         out.index = index;
         out.len = plaintext.len();
         out.block_len = block_len;
-        out.padded.clear();
-        out.padded.extend_from_slice(plaintext);
-        aes_ctr_xor(&self.key, index * plan.segment_size, &mut out.padded);
+        // The buffers are reused from segment to segment: resizing zero-fills only growth
+        // (so the padding past the ciphertext is zero), and every other byte is overwritten
+        // here (ciphertext) or by the erasure coder (parity).
+        let len = plaintext.len();
+        out.padded.resize(len, 0);
+        aes_ctr_xor_into(
+            &self.key,
+            index * plan.segment_size,
+            plaintext,
+            &mut out.padded,
+        );
         out.crypttext_leaf = crypttext_segment_hash(&out.padded);
         out.padded.resize(block_len * k, 0);
-        out.parity.clear();
         out.parity.resize(block_len * (n - k), 0);
         {
             let data: Vec<&[u8]> = out.padded.chunks_exact(block_len.max(1)).collect();
