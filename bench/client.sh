@@ -6,7 +6,7 @@
 # persistent HTTP connection): COUNT puts and gets of 4 KiB files (ms per operation).
 #
 # Usage: bench/client.sh   (SIZE_MIB=256 COUNT=200; LAFS_BENCH_NO_BUILD=1 reuses binaries;
-#        LAFS_ONLY=1 measures only the lafs grid's put/get, e.g. SIZE_MIB=2048 for the RSS bound)
+#        LAFS_ONLY=1 measures only the lafs grid, e.g. SIZE_MIB=2048 for the RSS bound)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${SIZE_MIB:-256}"
@@ -70,22 +70,8 @@ l_get=$(timed "$lafs" -d "$work/lafsc" get "$l_cap" "$work/big.lafs")
 cmp "$work/big" "$work/big.lafs"
 l_get_rss=$(( $(hwm_kib "$lpid") / 1024 )); l_rss=$(( l_put_rss > l_get_rss ? l_put_rss : l_get_rss ))
 echo "lafs client node peak RSS: put ${l_put_rss} MiB, get ${l_get_rss} MiB" >&2
-if [[ -z "$stock" ]]; then
-    printf '%-28s %10s\n' "" lafs
-    printf '%-28s %10s\n' "put ${SIZE_MIB} MiB (MB/s)" "$l_put" "get ${SIZE_MIB} MiB (MB/s)" "$l_get" \
-        "client peak RSS (MiB)" "$l_rss"
-    exit 0
-fi
-s_put=$(timed "$tahoe" -d "$work/stockc" put "$work/big"); s_cap=$(tail -1 "$work/out.txt")
-s_get=$(timed "$tahoe" -d "$work/stockc" get "$s_cap" "$work/big.stock")
-cmp "$work/big" "$work/big.stock"
-[[ "$s_cap" == "$l_cap" ]] && same="identical caps" || same="caps differ"
-s_rss=$(( $(hwm_kib "$spid") / 1024 ))
-printf '%-28s %10s %10s %7s\n' "" stock lafs ratio
-printf '%-28s %10s %10s %6.1fx\n' "put ${SIZE_MIB} MiB (MB/s)" "$s_put" "$l_put" "$(echo "$l_put / $s_put" | bc -l)"
-printf '%-28s %10s %10s %6.1fx\n' "get ${SIZE_MIB} MiB (MB/s)" "$s_get" "$l_get" "$(echo "$l_get / $s_get" | bc -l)"
-printf '%-28s %10s %10s   (%s)\n' "client peak RSS (MiB)" "$s_rss" "$l_rss" "$same"
-"$venv/bin/python" - "$(cat "$work/stockc/node.url")" "$(cat "$work/lafsc/node.url")" "$COUNT" <<'PY'
+small_ops() {   # COUNT puts then gets of 4 KiB through each given web API; prints ms/op
+"$venv/bin/python" - "$COUNT" "$@" <<'PY'
 import http.client, os, sys, time, urllib.parse
 def run(url, n):
     u = urllib.parse.urlparse(url)
@@ -100,7 +86,27 @@ def run(url, n):
         c.request("GET", "/uri/" + urllib.parse.quote(cap)); r = c.getresponse(); assert len(r.read()) == 4096
     get = (time.perf_counter() - t) / n * 1000
     return put, get
-sp, sg = run(sys.argv[1], int(sys.argv[3])); lp, lg = run(sys.argv[2], int(sys.argv[3]))
-print(f"{'4 KiB put (ms/op)':28} {sp:10.1f} {lp:10.1f} {sp/lp:6.1f}x")
-print(f"{'4 KiB get (ms/op)':28} {sg:10.1f} {lg:10.1f} {sg/lg:6.1f}x")
+res = [run(url, int(sys.argv[1])) for url in sys.argv[2:]]
+for label, i in (("4 KiB put (ms/op)", 0), ("4 KiB get (ms/op)", 1)):
+    vals = [r[i] for r in res]
+    ratio = f" {vals[0] / vals[1]:6.1f}x" if len(vals) == 2 else ""
+    print(f"{label:28}" + "".join(f" {v:10.1f}" for v in vals) + ratio)
 PY
+}
+if [[ -z "$stock" ]]; then
+    printf '%-28s %10s\n' "" lafs
+    printf '%-28s %10s\n' "put ${SIZE_MIB} MiB (MB/s)" "$l_put" "get ${SIZE_MIB} MiB (MB/s)" "$l_get" \
+        "client peak RSS (MiB)" "$l_rss"
+    small_ops "$(cat "$work/lafsc/node.url")"
+    exit 0
+fi
+s_put=$(timed "$tahoe" -d "$work/stockc" put "$work/big"); s_cap=$(tail -1 "$work/out.txt")
+s_get=$(timed "$tahoe" -d "$work/stockc" get "$s_cap" "$work/big.stock")
+cmp "$work/big" "$work/big.stock"
+[[ "$s_cap" == "$l_cap" ]] && same="identical caps" || same="caps differ"
+s_rss=$(( $(hwm_kib "$spid") / 1024 ))
+printf '%-28s %10s %10s %7s\n' "" stock lafs ratio
+printf '%-28s %10s %10s %6.1fx\n' "put ${SIZE_MIB} MiB (MB/s)" "$s_put" "$l_put" "$(echo "$l_put / $s_put" | bc -l)"
+printf '%-28s %10s %10s %6.1fx\n' "get ${SIZE_MIB} MiB (MB/s)" "$s_get" "$l_get" "$(echo "$l_get / $s_get" | bc -l)"
+printf '%-28s %10s %10s   (%s)\n' "client peak RSS (MiB)" "$s_rss" "$l_rss" "$same"
+small_ops "$(cat "$work/stockc/node.url")" "$(cat "$work/lafsc/node.url")"

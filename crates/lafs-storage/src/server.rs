@@ -609,16 +609,21 @@ impl StorageServer {
             }
             match self
                 .db
-                .add_new_share(*si, shnum, ShareKind::Immutable, allocated_size)
+                .start_upload(
+                    *si,
+                    shnum,
+                    ShareKind::Immutable,
+                    allocated_size,
+                    account,
+                    renewed,
+                    expires,
+                )
                 .await
             {
                 Ok(()) => {}
                 Err(LeaseDbError::ShareGoing { .. } | LeaseDbError::ShareExists { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            self.db
-                .add_or_renew_lease(*si, shnum, account, renewed, expires)
-                .await?;
             let staged = match self
                 .backend
                 .start_immutable(si, shnum, allocated_size)

@@ -703,3 +703,79 @@ fn state_changes_survive_reopening() {
     assert_eq!(state(&mut db, &si(90), 0), Some(ShareState::Stable));
     assert_eq!(db.get_leases(&si(90), 0).unwrap().len(), 1);
 }
+
+#[test]
+fn start_upload_adds_coming_share_and_lease_atomically_and_restores_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leasedb.sqlite");
+    // The server's default: FULL, which start_upload lowers for its own commit only.
+    let mut db = SqliteLeaseDb::open(&path, T0).unwrap();
+    assert_eq!(db.synchronous_level().unwrap(), 2);
+    let s = si(40);
+    db.start_upload(
+        &s,
+        3,
+        ShareKind::Immutable,
+        500,
+        AccountId::ANONYMOUS,
+        T0,
+        T0 + DAY,
+    )
+    .unwrap();
+    assert_eq!(db.synchronous_level().unwrap(), 2);
+    let rec = db.get_share(&s, 3).unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.used_space, rec.kind),
+        (ShareState::Coming, 500, ShareKind::Immutable)
+    );
+    assert_eq!(
+        db.get_leases(&s, 3).unwrap(),
+        vec![Lease {
+            account_id: AccountId::ANONYMOUS,
+            renewal_time: T0,
+            expiration_time: T0 + DAY,
+        }]
+    );
+    // Refusals change nothing and leave FULL in place.
+    let e = db
+        .start_upload(&s, 3, ShareKind::Immutable, 9, AccountId(77), T0, T0 + DAY)
+        .unwrap_err();
+    assert!(matches!(e, LeaseDbError::ShareExists { .. }), "{e:?}");
+    let e = db
+        .start_upload(&s, 4, ShareKind::Immutable, 9, AccountId(77), T0, T0 + DAY)
+        .unwrap_err();
+    assert!(matches!(e, LeaseDbError::NoSuchAccount(_)), "{e:?}");
+    assert_eq!(db.get_share(&s, 4).unwrap(), None);
+    assert_eq!(db.synchronous_level().unwrap(), 2);
+    db.mark_share_stable(&s, 3, 480).unwrap();
+    db.mark_share_going(&s, 3).unwrap();
+    let e = db
+        .start_upload(
+            &s,
+            3,
+            ShareKind::Immutable,
+            9,
+            AccountId::ANONYMOUS,
+            T0,
+            T0 + DAY,
+        )
+        .unwrap_err();
+    assert!(matches!(e, LeaseDbError::ShareGoing { .. }), "{e:?}");
+    assert_eq!(state(&mut db, &s, 3), Some(ShareState::Going));
+    // A relaxed commit is a real commit: there after reopening.
+    db.start_upload(
+        &s,
+        5,
+        ShareKind::Immutable,
+        7,
+        AccountId::ANONYMOUS,
+        T0,
+        T0 + DAY,
+    )
+    .unwrap();
+    drop(db);
+    let mut db = SqliteLeaseDb::open(&path, T0).unwrap();
+    assert_eq!(state(&mut db, &s, 5), Some(ShareState::Coming));
+    assert_eq!(db.get_leases(&s, 5).unwrap().len(), 1);
+    assert_eq!(db.synchronous_level().unwrap(), 2);
+}

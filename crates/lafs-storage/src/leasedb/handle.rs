@@ -195,6 +195,32 @@ impl LeaseDbHandle {
             .await
     }
 
+    /// See [`LeaseDb::start_upload`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_upload(
+        &self,
+        si: StorageIndex,
+        shnum: ShareNum,
+        kind: ShareKind,
+        used_space: u64,
+        account: AccountId,
+        renewal_time: UnixTime,
+        expiration_time: UnixTime,
+    ) -> Result<()> {
+        self.call(move |db| {
+            db.start_upload(
+                &si,
+                shnum,
+                kind,
+                used_space,
+                account,
+                renewal_time,
+                expiration_time,
+            )
+        })
+        .await
+    }
+
     /// See [`LeaseDb::mark_share_coming`].
     pub async fn mark_share_coming(&self, si: StorageIndex, shnum: ShareNum) -> Result<()> {
         self.call(move |db| db.mark_share_coming(&si, shnum)).await

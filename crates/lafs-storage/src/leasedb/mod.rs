@@ -95,6 +95,9 @@
 //! the server acknowledged could let the garbage collector delete a share its owner believes
 //! protected, so the extra fsync per commit (a few milliseconds on a disk, nothing on SSDs
 //! with power-loss protection) is worth it. [`OpenOptions::synchronous`] can relax this.
+//! One operation is relaxed on purpose: [`LeaseDb::start_upload`] (an upload in progress does
+//! not survive a crash; the durable commit that ends it carries this one), which saves a
+//! third of the fsyncs of a small upload.
 //!
 //! # Differences from Tahoe's never-merged branch (`2237.cloud-backend-s4-merged.4`)
 //! - Storage indexes are typed ([`StorageIndex`]) and encoded exactly once; the branch's
@@ -635,6 +638,29 @@ pub trait LeaseDb: Send + fmt::Debug {
         shnum: ShareNum,
         kind: ShareKind,
         used_space: u64,
+    ) -> Result<()>;
+
+    /// NONE → COMING with the account's lease, in one transaction: an immutable upload
+    /// starts. Refuses what [`LeaseDb::add_new_share`] and [`LeaseDb::add_or_renew_lease`]
+    /// refuse, changing nothing.
+    ///
+    /// Unlike every other operation, the commit need not be durable when the call returns:
+    /// an upload in progress never survives a crash (the server discards staged shares and
+    /// their COMING rows at start), and the durable [`LeaseDb::mark_share_stable`] that ends
+    /// the upload makes this change durable with it. If power fails after the backend
+    /// committed the share but before `mark_share_stable`, the row may be missing; the share
+    /// is then found and adopted with a starter lease, as any share without a row is. The
+    /// client was never told the upload succeeded.
+    #[allow(clippy::too_many_arguments)]
+    fn start_upload(
+        &mut self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        kind: ShareKind,
+        used_space: u64,
+        account: AccountId,
+        renewal_time: UnixTime,
+        expiration_time: UnixTime,
     ) -> Result<()>;
 
     /// STABLE → COMING: a mutable share is about to be modified.

@@ -154,6 +154,19 @@ pub(crate) fn add_new_share(
     kind: ShareKind,
     used_space: u64,
 ) -> Result<()> {
+    add_new_share_leased(conn, si, shnum, kind, used_space, None)
+}
+
+/// NONE → COMING, with the account's lease (account, renewal, expiration) if given, in one
+/// transaction.
+pub(crate) fn add_new_share_leased(
+    conn: &mut Connection,
+    si: &StorageIndex,
+    shnum: ShareNum,
+    kind: ShareKind,
+    used_space: u64,
+    lease: Option<(AccountId, UnixTime, UnixTime)>,
+) -> Result<()> {
     let used = space(used_space)?;
     let si_s = si.to_base32();
     let tx = begin(conn)?;
@@ -173,7 +186,13 @@ pub(crate) fn add_new_share(
         }
         None => {}
     }
+    if let Some((account, _, _)) = lease {
+        require_account(&tx, account)?;
+    }
     insert_share(&tx, &si_s, shnum, kind, ShareState::Coming, used)?;
+    if let Some((account, renewal_time, expiration_time)) = lease {
+        upsert_lease(&tx, &si_s, shnum, account, renewal_time, expiration_time)?;
+    }
     tx.commit()?;
     Ok(())
 }

@@ -89,6 +89,9 @@ impl Default for OpenOptions {
 pub struct SqliteLeaseDb {
     conn: Connection,
     path: PathBuf,
+    synchronous: Synchronous,
+    /// `synchronous` is lowered to NORMAL for a relaxed transaction and not yet restored.
+    relaxed: bool,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LeaseDbError {
@@ -300,6 +303,8 @@ impl SqliteLeaseDb {
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            synchronous: opts.synchronous,
+            relaxed: false,
         })
     }
 
@@ -326,6 +331,8 @@ impl SqliteLeaseDb {
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            synchronous: opts.synchronous,
+            relaxed: false,
         })
     }
 
@@ -335,7 +342,46 @@ impl SqliteLeaseDb {
     }
 
     fn run<T>(&mut self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.restore_synchronous()?;
         f(&mut self.conn).map_err(|e| classify(&self.path, e))
+    }
+
+    /// Runs one transaction whose commit does not fsync the WAL (`synchronous=NORMAL` for its
+    /// duration). It is still atomic and survives a process crash; the next ordinary commit
+    /// fsyncs the WAL, which holds this commit's frames before its own, so it becomes durable
+    /// then at the latest. Only for changes a power loss may undo without harm.
+    fn run_relaxed<T>(&mut self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.restore_synchronous()?;
+        if self.synchronous == Synchronous::Full {
+            self.relaxed = true;
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| classify(&self.path, e.into()))?;
+        }
+        let out = f(&mut self.conn).map_err(|e| classify(&self.path, e));
+        let restored = self.restore_synchronous();
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
+    /// Puts `synchronous` back to FULL after a relaxed transaction. Until that succeeds no
+    /// other operation runs, so no ordinary commit is ever made without its fsync.
+    fn restore_synchronous(&mut self) -> Result<()> {
+        if self.relaxed {
+            self.conn
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(|e| classify(&self.path, e.into()))?;
+            self.relaxed = false;
+        }
+        Ok(())
+    }
+
+    /// The connection's current `PRAGMA synchronous` (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA).
+    pub fn synchronous_level(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(|e| classify(&self.path, e.into()))
     }
 }
 
@@ -440,6 +486,20 @@ impl LeaseDb for SqliteLeaseDb {
         used_space: u64,
     ) -> Result<()> {
         self.run(|c| ops::add_new_share(c, si, shnum, kind, used_space))
+    }
+
+    fn start_upload(
+        &mut self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+        kind: ShareKind,
+        used_space: u64,
+        account: AccountId,
+        renewal_time: UnixTime,
+        expiration_time: UnixTime,
+    ) -> Result<()> {
+        let lease = Some((account, renewal_time, expiration_time));
+        self.run_relaxed(|c| ops::add_new_share_leased(c, si, shnum, kind, used_space, lease))
     }
 
     fn mark_share_coming(&mut self, si: &StorageIndex, shnum: ShareNum) -> Result<()> {
