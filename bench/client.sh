@@ -59,6 +59,23 @@ fi
 "$lafs" run "$work/lafsc" >"$work/lafsc.log" 2>&1 & lpid=$!; pids+=($lpid)
 wait_file "$work/lafsc/node.url"
 sleep 5   # let both clients connect to their servers
+# Then wait (up to 120 s) until the nodes are idle: eleven Python processes starting up keep
+# both cores busy for a while, which would be measured as part of whichever put comes first.
+settle() {
+    local ticks prev=-1 idle=0
+    for _ in $(seq 120); do
+        ticks=0
+        for p in "${pids[@]}"; do
+            [[ -r "/proc/$p/stat" ]] && ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+        done
+        # Under 5 ticks (50 ms of CPU) per second across all nodes: idle.
+        if (( prev >= 0 && ticks - prev < 5 )); then idle=$((idle + 1)); else idle=0; fi
+        (( idle >= 3 )) && return 0
+        prev=$ticks; sleep 1
+    done
+    echo "nodes still busy after 120 s; measuring anyway" >&2
+}
+t_settle=$(date +%s); settle; echo "== nodes idle after $(( $(date +%s) - t_settle )) s" >&2
 
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$work/big"
 echo "== $(date -u +%FT%TZ) $(nproc) cores; ${SIZE_MIB} MiB file; ${COUNT} x 4 KiB"
