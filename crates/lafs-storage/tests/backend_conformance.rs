@@ -1060,6 +1060,34 @@ mod disk {
         assert_eq!(b.list_shares(&s).await.unwrap().len(), 1);
     }
 
+    #[tokio::test]
+    async fn every_prefix_directory_exists_once_opened_and_listing_ignores_empty_ones() {
+        let h = make("disk");
+        let storage = h.storage_dir.clone().unwrap();
+        let shares = storage.join("shares");
+        let names: Vec<String> = dir_entries(&shares);
+        assert_eq!(names.len(), 1024 + 1, "1024 prefixes and incoming");
+        for n in 0..200u64 {
+            let s = si(n + 5000);
+            assert!(shares.join(s.prefix()).is_dir(), "{}", s.prefix());
+        }
+        assert!(
+            h.b()
+                .list_storage_indexes(None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Opening again changes nothing, and stored shares list as before.
+        let again = DiskBackend::open(storage.clone()).unwrap();
+        put_immutable(&again, &si(5), 0, b"x").await;
+        assert_eq!(dir_entries(&shares).len(), 1024 + 1);
+        assert_eq!(
+            again.list_storage_indexes(None, 10).await.unwrap(),
+            vec![si(5)]
+        );
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn weird_names_are_ignored_and_never_followed() {
@@ -1101,6 +1129,9 @@ mod disk {
         for d in ["AB", "a", "a1", "abc", "..."] {
             fs::create_dir_all(shares.join(d)).unwrap();
         }
+        // The backend made every (empty) prefix directory when it opened: replace two.
+        fs::remove_dir(shares.join("ab")).unwrap();
+        fs::remove_dir(shares.join(&v32[..2])).unwrap();
         fs::write(shares.join("ab"), b"a file where a prefix dir would be").unwrap();
         symlink(outside.join(&v32[..2]), shares.join(&v32[..2])).unwrap();
         // Junk at the storage-index level, under the good prefix.

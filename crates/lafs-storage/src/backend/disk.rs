@@ -34,7 +34,9 @@
 //!   returns: fsync the staged file, create (and fsync the parents of) the share directories,
 //!   rename without replacing (`renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`), fsync the
 //!   share directory. A crash before the rename leaves only a staged file, which
-//!   [`Backend::clean_incoming`] removes at start (stock does the same). So that the fsync
+//!   [`Backend::clean_incoming`] removes at start (stock does the same). The 1024 prefix
+//!   directories are created when the backend opens, so a commit creates at most the
+//!   storage index directory. So that the fsync
 //!   at commit does not wait for the whole share to reach the disk, each [`WRITEBACK_BYTES`]
 //!   written to a staged share start the kernel's writeback of that range at once
 //!   (`posix_fadvise(DONTNEED)`, which on Linux writes dirty pages back without waiting and
@@ -147,12 +149,16 @@ pub struct DiskBackend {
 }
 
 impl DiskBackend {
-    /// Opens (creating `shares/` and `shares/incoming/` if needed) the node's `storage/`
-    /// directory. Blocking; call it at start-up.
+    /// Opens (creating `shares/`, `shares/incoming/` and the prefix directories if needed)
+    /// the node's `storage/` directory. Blocking; call it at start-up.
     pub fn open(storage_dir: PathBuf) -> BackendResult<Self> {
         let layout = Layout::new(&storage_dir);
         fs::create_dir_all(&layout.incoming)
             .map_err(io_ctx(format!("create {}", layout.incoming.display())))?;
+        create_prefix_dirs(&layout.shares).map_err(io_ctx(format!(
+            "create prefix directories in {}",
+            layout.shares.display()
+        )))?;
         Ok(Self {
             layout: Arc::new(layout),
             mutable_rewrite_limit: DEFAULT_MUTABLE_REWRITE_LIMIT,
@@ -364,6 +370,32 @@ impl Backend for DiskBackend {
         })
         .await
     }
+}
+
+/// Creates those of the 1024 prefix directories `shares/<si[:2]>` that do not exist, durably.
+/// Storing a share then never creates one (and fsyncs `shares/` for it): on a young server
+/// most uploads would otherwise land in a new prefix and pay one more fsync. Stock Tahoe
+/// creates them lazily and reads a tree that has all of them. Whatever is in the way of one
+/// is left alone (storing a share there fails with a clear error, as before).
+fn create_prefix_dirs(shares: &std::path::Path) -> io::Result<()> {
+    let mut made = false;
+    for p in 0u16..1024 {
+        let mut first = [0u8; 16];
+        first[0] = (p >> 2) as u8;
+        first[1] = ((p & 3) << 6) as u8;
+        match fs::create_dir(shares.join(StorageIndex(first).prefix())) {
+            Ok(()) => made = true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if made {
+        fsync_dir(shares)?;
+        if let Some(storage) = shares.parent() {
+            fsync_dir(storage)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the staged file of a new upload with stock's allocation header.
