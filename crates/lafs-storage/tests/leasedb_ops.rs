@@ -705,7 +705,7 @@ fn state_changes_survive_reopening() {
 }
 
 #[test]
-fn start_upload_adds_coming_share_and_lease_atomically_and_restores_full_sync() {
+fn relaxed_commits_start_upload_and_crawler_progress_then_restore_full_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leasedb.sqlite");
     // The server's default: FULL, which start_upload lowers for its own commit only.
@@ -773,9 +773,16 @@ fn start_upload_adds_coming_share_and_lease_atomically_and_restores_full_sync() 
         T0 + DAY,
     )
     .unwrap();
+    // The crawler's progress is saved the same way.
+    let mut st = db.crawler_state().unwrap();
+    st.cycle_start_time = Some(T0);
+    st.position = Some(si(41));
+    db.save_crawler_state(&st).unwrap();
+    assert_eq!(db.synchronous_level().unwrap(), 2);
     drop(db);
     let mut db = SqliteLeaseDb::open(&path, T0).unwrap();
     assert_eq!(state(&mut db, &s, 5), Some(ShareState::Coming));
     assert_eq!(db.get_leases(&s, 5).unwrap().len(), 1);
+    assert_eq!(db.crawler_state().unwrap(), st);
     assert_eq!(db.synchronous_level().unwrap(), 2);
 }

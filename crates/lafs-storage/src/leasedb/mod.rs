@@ -95,9 +95,10 @@
 //! the server acknowledged could let the garbage collector delete a share its owner believes
 //! protected, so the extra fsync per commit (a few milliseconds on a disk, nothing on SSDs
 //! with power-loss protection) is worth it. [`OpenOptions::synchronous`] can relax this.
-//! One operation is relaxed on purpose: [`LeaseDb::start_upload`] (an upload in progress does
-//! not survive a crash; the durable commit that ends it carries this one), which saves a
-//! third of the fsyncs of a small upload.
+//! Two operations are relaxed on purpose: [`LeaseDb::start_upload`] (an upload in progress
+//! does not survive a crash; the durable commit that ends it carries this one), which saves a
+//! third of the fsyncs of a small upload, and [`LeaseDb::save_crawler_state`] (progress that
+//! a power loss may set back a few prefixes).
 //!
 //! # Differences from Tahoe's never-merged branch (`2237.cloud-backend-s4-merged.4`)
 //! - Storage indexes are typed ([`StorageIndex`]) and encoded exactly once; the branch's
@@ -844,6 +845,11 @@ pub trait LeaseDb: Send + fmt::Debug {
     fn crawler_state(&mut self) -> Result<CrawlerState>;
 
     /// Saves the crawler's progress (cycle number, position, start time, counters).
+    ///
+    /// Like [`LeaseDb::start_upload`], the commit need not be durable when the call returns
+    /// (the next ordinary commit makes it so): a power loss may undo the newest saves, and the
+    /// crawler then repeats those prefixes, which is harmless (every step is idempotent and
+    /// makes its own changes durably). A cycle's 1024 saves cost no fsync of their own.
     fn save_crawler_state(&mut self, state: &CrawlerState) -> Result<()>;
 
     /// Ends the current cycle at `end_time`, atomically: appends its history entry (built

@@ -672,7 +672,7 @@ impl LeaseDb for SqliteLeaseDb {
     }
 
     fn save_crawler_state(&mut self, state: &CrawlerState) -> Result<()> {
-        self.run(|c| ops::save_crawler_state(c, state))
+        self.run_relaxed(|c| ops::save_crawler_state(c, state))
     }
 
     fn finish_crawl_cycle(
