@@ -7,11 +7,16 @@ use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
 
-/// XORs `buf` with the keystream of `key` starting at byte `offset` (encrypts or decrypts).
-pub fn aes_ctr_xor(key: &[u8; 16], offset: u64, buf: &mut [u8]) {
+/// The keystream of `key`, positioned at byte `offset`.
+fn keystream_at(key: &[u8; 16], offset: u64) -> Aes128Ctr {
     let mut c = Aes128Ctr::new(key.into(), &[0u8; 16].into());
     c.seek(offset);
-    c.apply_keystream(buf);
+    c
+}
+
+/// XORs `buf` with the keystream of `key` starting at byte `offset` (encrypts or decrypts).
+pub fn aes_ctr_xor(key: &[u8; 16], offset: u64, buf: &mut [u8]) {
+    keystream_at(key, offset).apply_keystream(buf);
 }
 
 /// Like [`aes_ctr_xor`], reading `input` and writing the result to `output` (same length),
@@ -22,10 +27,8 @@ pub fn aes_ctr_xor_into(key: &[u8; 16], offset: u64, input: &[u8], output: &mut 
         output.len(),
         "aes_ctr_xor_into: lengths differ"
     );
-    let mut c = Aes128Ctr::new(key.into(), &[0u8; 16].into());
-    c.seek(offset);
     // Cannot fail: the lengths are equal.
-    let _ = c.apply_keystream_b2b(input, output);
+    let _ = keystream_at(key, offset).apply_keystream_b2b(input, output);
 }
 
 #[cfg(test)]

@@ -64,8 +64,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Number of two-character prefixes (10 bits of the storage index): one crawler step each.
-pub const PREFIXES: u16 = 1024;
+pub use crate::types::PREFIXES;
 
 /// Crawler settings.
 #[derive(Clone, Debug)]
@@ -133,13 +132,6 @@ pub fn prefix_index(si: &StorageIndex) -> u16 {
     (u16::from(si.0[0]) << 2) | (u16::from(si.0[1]) >> 6)
 }
 
-fn prefix_first(p: u16) -> StorageIndex {
-    let mut b = [0u8; 16];
-    b[0] = (p >> 2) as u8;
-    b[1] = ((p & 3) << 6) as u8;
-    StorageIndex(b)
-}
-
 /// The largest storage index with prefix `p`: the crawler's saved position after `p`.
 pub fn prefix_last(p: u16) -> StorageIndex {
     let mut b = [0xffu8; 16];
@@ -150,7 +142,7 @@ pub fn prefix_last(p: u16) -> StorageIndex {
 
 /// The two-character prefix directory name of prefix number `p`.
 pub fn prefix_name(p: u16) -> String {
-    prefix_first(p).prefix()
+    StorageIndex::first_with_prefix(p).prefix()
 }
 
 /// The prefix a cycle at `position` processes next (`PREFIXES` when the walk is done).
@@ -523,7 +515,7 @@ mod tests {
     #[test]
     fn prefixes_follow_storage_index_order_and_names() {
         for p in [0u16, 1, 2, 3, 4, 511, 1022, 1023] {
-            let first = prefix_first(p);
+            let first = StorageIndex::first_with_prefix(p);
             let last = prefix_last(p);
             assert_eq!(prefix_index(&first), p);
             assert_eq!(prefix_index(&last), p);

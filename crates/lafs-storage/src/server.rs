@@ -19,7 +19,7 @@
 use crate::backend::{
     Backend, BackendError, ImmutableUpload, MutableWrite, WriteData, WriteVector,
 };
-use crate::leasedb::{AccountId, AdoptOutcome, LeaseDbError, LeaseDbHandle, ShareState};
+use crate::leasedb::{AccountId, AdoptOutcome, Lease, LeaseDbError, LeaseDbHandle, ShareState};
 use crate::ranges::RangeSet;
 use crate::types::{ShareKind, ShareNum, StorageIndex};
 use bytes::Bytes;
@@ -614,9 +614,11 @@ impl StorageServer {
                     shnum,
                     ShareKind::Immutable,
                     allocated_size,
-                    account,
-                    renewed,
-                    expires,
+                    Lease {
+                        account_id: account,
+                        renewal_time: renewed,
+                        expiration_time: expires,
+                    },
                 )
                 .await
             {

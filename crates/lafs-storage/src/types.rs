@@ -23,7 +23,19 @@ impl StorageIndex {
     pub fn prefix(&self) -> String {
         self.to_base32()[..2].to_string()
     }
+
+    /// The smallest storage index whose prefix (top 10 bits) is number `p` (< [`PREFIXES`]).
+    pub fn first_with_prefix(p: u16) -> Self {
+        let mut b = [0u8; 16];
+        b[0] = (p >> 2) as u8;
+        b[1] = ((p & 3) << 6) as u8;
+        StorageIndex(b)
+    }
 }
+
+/// Number of two-character prefixes (10 bits of the storage index), and so of prefix
+/// directories in Tahoe's disk layout and of accounting-crawler steps per cycle.
+pub const PREFIXES: u16 = 1024;
 
 impl fmt::Debug for StorageIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

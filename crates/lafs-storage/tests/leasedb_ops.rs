@@ -704,6 +704,15 @@ fn state_changes_survive_reopening() {
     assert_eq!(db.get_leases(&si(90), 0).unwrap().len(), 1);
 }
 
+/// A lease of `account` renewed at T0 for a day.
+fn lease(account: AccountId) -> Lease {
+    Lease {
+        account_id: account,
+        renewal_time: T0,
+        expiration_time: T0 + DAY,
+    }
+}
+
 #[test]
 fn relaxed_commits_start_upload_and_crawler_progress_then_restore_full_sync() {
     let dir = tempfile::tempdir().unwrap();
@@ -717,9 +726,7 @@ fn relaxed_commits_start_upload_and_crawler_progress_then_restore_full_sync() {
         3,
         ShareKind::Immutable,
         500,
-        AccountId::ANONYMOUS,
-        T0,
-        T0 + DAY,
+        lease(AccountId::ANONYMOUS),
     )
     .unwrap();
     assert_eq!(db.synchronous_level().unwrap(), 2);
@@ -738,11 +745,11 @@ fn relaxed_commits_start_upload_and_crawler_progress_then_restore_full_sync() {
     );
     // Refusals change nothing and leave FULL in place.
     let e = db
-        .start_upload(&s, 3, ShareKind::Immutable, 9, AccountId(77), T0, T0 + DAY)
+        .start_upload(&s, 3, ShareKind::Immutable, 9, lease(AccountId(77)))
         .unwrap_err();
     assert!(matches!(e, LeaseDbError::ShareExists { .. }), "{e:?}");
     let e = db
-        .start_upload(&s, 4, ShareKind::Immutable, 9, AccountId(77), T0, T0 + DAY)
+        .start_upload(&s, 4, ShareKind::Immutable, 9, lease(AccountId(77)))
         .unwrap_err();
     assert!(matches!(e, LeaseDbError::NoSuchAccount(_)), "{e:?}");
     assert_eq!(db.get_share(&s, 4).unwrap(), None);
@@ -750,29 +757,13 @@ fn relaxed_commits_start_upload_and_crawler_progress_then_restore_full_sync() {
     db.mark_share_stable(&s, 3, 480).unwrap();
     db.mark_share_going(&s, 3).unwrap();
     let e = db
-        .start_upload(
-            &s,
-            3,
-            ShareKind::Immutable,
-            9,
-            AccountId::ANONYMOUS,
-            T0,
-            T0 + DAY,
-        )
+        .start_upload(&s, 3, ShareKind::Immutable, 9, lease(AccountId::ANONYMOUS))
         .unwrap_err();
     assert!(matches!(e, LeaseDbError::ShareGoing { .. }), "{e:?}");
     assert_eq!(state(&mut db, &s, 3), Some(ShareState::Going));
     // A relaxed commit is a real commit: there after reopening.
-    db.start_upload(
-        &s,
-        5,
-        ShareKind::Immutable,
-        7,
-        AccountId::ANONYMOUS,
-        T0,
-        T0 + DAY,
-    )
-    .unwrap();
+    db.start_upload(&s, 5, ShareKind::Immutable, 7, lease(AccountId::ANONYMOUS))
+        .unwrap();
     // The crawler's progress is saved the same way.
     let mut st = db.crawler_state().unwrap();
     st.cycle_start_time = Some(T0);

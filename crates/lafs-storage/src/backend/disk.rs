@@ -36,11 +36,11 @@
 //!   share directory. A crash before the rename leaves only a staged file, which
 //!   [`Backend::clean_incoming`] removes at start (stock does the same). The 1024 prefix
 //!   directories are created when the backend opens, so a commit creates at most the
-//!   storage index directory. So that the fsync
-//!   at commit does not wait for the whole share to reach the disk, each [`WRITEBACK_BYTES`]
-//!   written to a staged share start the kernel's writeback of that range at once
-//!   (`posix_fadvise(DONTNEED)`, which on Linux writes dirty pages back without waiting and
-//!   never drops a dirty page): the disk works while the upload is still arriving.
+//!   storage index directory. So that the fsync at commit does not wait for the whole share
+//!   to reach the disk, each [`WRITEBACK_BYTES`] written to a staged share start the
+//!   kernel's writeback of that range at once (`posix_fadvise(DONTNEED)`, which on Linux
+//!   writes dirty pages back without waiting and never drops a dirty page): the disk works
+//!   while the upload is still arriving.
 //!
 //!   Mutable writes (the server holds the share's lock): a new share, or an existing one whose
 //!   container stays at or below [`DEFAULT_MUTABLE_REWRITE_LIMIT`], is written whole to a
@@ -100,7 +100,7 @@ use self::container::{Container, IMMUTABLE_HEADER_LEN, MAX_DATA_LEN};
 use self::fsutil::{ensure_dir_durable, fsync_dir, open_share, probe, remove_dir_if_empty};
 use self::layout::Layout;
 use super::{Backend, BackendError, BackendResult, ImmutableUpload, MutableWrite, StoredShare};
-use crate::types::{ShareKind, ShareNum, StorageIndex};
+use crate::types::{PREFIXES, ShareKind, ShareNum, StorageIndex};
 
 /// Mutable shares whose container (header, data, extra leases) stays at or below this many
 /// bytes are rewritten atomically; larger ones are modified in place.
@@ -379,11 +379,8 @@ impl Backend for DiskBackend {
 /// is left alone (storing a share there fails with a clear error, as before).
 fn create_prefix_dirs(shares: &std::path::Path) -> io::Result<()> {
     let mut made = false;
-    for p in 0u16..1024 {
-        let mut first = [0u8; 16];
-        first[0] = (p >> 2) as u8;
-        first[1] = ((p & 3) << 6) as u8;
-        match fs::create_dir(shares.join(StorageIndex(first).prefix())) {
+    for p in 0..PREFIXES {
+        match fs::create_dir(shares.join(StorageIndex::first_with_prefix(p).prefix())) {
             Ok(()) => made = true,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),

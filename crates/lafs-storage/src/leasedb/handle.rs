@@ -196,29 +196,16 @@ impl LeaseDbHandle {
     }
 
     /// See [`LeaseDb::start_upload`].
-    #[allow(clippy::too_many_arguments)]
     pub async fn start_upload(
         &self,
         si: StorageIndex,
         shnum: ShareNum,
         kind: ShareKind,
         used_space: u64,
-        account: AccountId,
-        renewal_time: UnixTime,
-        expiration_time: UnixTime,
+        lease: Lease,
     ) -> Result<()> {
-        self.call(move |db| {
-            db.start_upload(
-                &si,
-                shnum,
-                kind,
-                used_space,
-                account,
-                renewal_time,
-                expiration_time,
-            )
-        })
-        .await
+        self.call(move |db| db.start_upload(&si, shnum, kind, used_space, lease))
+            .await
     }
 
     /// See [`LeaseDb::mark_share_coming`].

@@ -641,8 +641,8 @@ pub trait LeaseDb: Send + fmt::Debug {
         used_space: u64,
     ) -> Result<()>;
 
-    /// NONE → COMING with the account's lease, in one transaction: an immutable upload
-    /// starts. Refuses what [`LeaseDb::add_new_share`] and [`LeaseDb::add_or_renew_lease`]
+    /// NONE → COMING with `lease` (the uploading account's), in one transaction: an
+    /// immutable upload starts. Refuses what [`LeaseDb::add_new_share`] and [`LeaseDb::add_or_renew_lease`]
     /// refuse, changing nothing.
     ///
     /// Unlike every other operation, the commit need not be durable when the call returns:
@@ -652,16 +652,13 @@ pub trait LeaseDb: Send + fmt::Debug {
     /// committed the share but before `mark_share_stable`, the row may be missing; the share
     /// is then found and adopted with a starter lease, as any share without a row is. The
     /// client was never told the upload succeeded.
-    #[allow(clippy::too_many_arguments)]
     fn start_upload(
         &mut self,
         si: &StorageIndex,
         shnum: ShareNum,
         kind: ShareKind,
         used_space: u64,
-        account: AccountId,
-        renewal_time: UnixTime,
-        expiration_time: UnixTime,
+        lease: Lease,
     ) -> Result<()>;
 
     /// STABLE → COMING: a mutable share is about to be modified.

@@ -157,15 +157,14 @@ pub(crate) fn add_new_share(
     add_new_share_leased(conn, si, shnum, kind, used_space, None)
 }
 
-/// NONE → COMING, with the account's lease (account, renewal, expiration) if given, in one
-/// transaction.
+/// NONE → COMING, with `lease` if given, in one transaction.
 pub(crate) fn add_new_share_leased(
     conn: &mut Connection,
     si: &StorageIndex,
     shnum: ShareNum,
     kind: ShareKind,
     used_space: u64,
-    lease: Option<(AccountId, UnixTime, UnixTime)>,
+    lease: Option<&Lease>,
 ) -> Result<()> {
     let used = space(used_space)?;
     let si_s = si.to_base32();
@@ -186,12 +185,19 @@ pub(crate) fn add_new_share_leased(
         }
         None => {}
     }
-    if let Some((account, _, _)) = lease {
-        require_account(&tx, account)?;
+    if let Some(l) = lease {
+        require_account(&tx, l.account_id)?;
     }
     insert_share(&tx, &si_s, shnum, kind, ShareState::Coming, used)?;
-    if let Some((account, renewal_time, expiration_time)) = lease {
-        upsert_lease(&tx, &si_s, shnum, account, renewal_time, expiration_time)?;
+    if let Some(l) = lease {
+        upsert_lease(
+            &tx,
+            &si_s,
+            shnum,
+            l.account_id,
+            l.renewal_time,
+            l.expiration_time,
+        )?;
     }
     tx.commit()?;
     Ok(())

@@ -494,12 +494,11 @@ impl LeaseDb for SqliteLeaseDb {
         shnum: ShareNum,
         kind: ShareKind,
         used_space: u64,
-        account: AccountId,
-        renewal_time: UnixTime,
-        expiration_time: UnixTime,
+        lease: Lease,
     ) -> Result<()> {
-        let lease = Some((account, renewal_time, expiration_time));
-        self.run_relaxed(|c| ops::add_new_share_leased(c, si, shnum, kind, used_space, lease))
+        self.run_relaxed(|c| {
+            ops::add_new_share_leased(c, si, shnum, kind, used_space, Some(&lease))
+        })
     }
 
     fn mark_share_coming(&mut self, si: &StorageIndex, shnum: ShareNum) -> Result<()> {
