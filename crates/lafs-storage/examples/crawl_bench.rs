@@ -256,4 +256,11 @@ async fn main() {
     );
     println!("peak RSS: {:.0} MiB", peak_rss_mib());
     close(s).await;
+    // The upload phase added shares to the generated set: the next run must generate anew
+    // (reusing them failed its "every share seen" check).
+    let _ = std::fs::remove_file(
+        storage
+            .join("shares")
+            .join(format!(".generated-{n}-{per_si}")),
+    );
 }
