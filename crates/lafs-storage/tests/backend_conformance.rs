@@ -44,6 +44,7 @@ conformance!(
     immutable_writes_out_of_order_and_overlapping,
     immutable_holes_and_partial_writes,
     immutable_large_share_rewrites_and_reads_while_staged,
+    immutable_large_shares_written_in_order,
     immutable_staged_reads,
     immutable_write_bounds,
     immutable_visible_only_after_commit,
@@ -233,6 +234,43 @@ mod cases {
         }
         assert_eq!(up.commit().await.unwrap(), len);
         assert!(read_all(b, &s, 1).await == want);
+    }
+
+    pub async fn immutable_large_shares_written_in_order(b: &dyn Backend) {
+        // The way clients upload (the disk backend then bypasses the page cache): in order,
+        // in uneven pieces. One share straight through; one with a read while staged and a
+        // rewrite of earlier bytes in the middle; one written short of its allocation.
+        let len = 3 * MIB + 777;
+        let data = pattern(len, 21);
+        let pieces = [1usize, 511, 524_288, 99_999, 1_048_576, 12_345];
+        for (case, allocated) in [(0u8, len), (1, len), (2, len + 5000)] {
+            let s = si(230 + u64::from(case));
+            let mut up = b.start_immutable(&s, 3, allocated).await.unwrap();
+            let mut want = data.clone();
+            let (mut at, mut i) = (0usize, 0);
+            while at < len as usize {
+                let end = (at + pieces[i % pieces.len()]).min(len as usize);
+                up.write(at as u64, Bytes::copy_from_slice(&data[at..end]))
+                    .await
+                    .unwrap();
+                at = end;
+                i += 1;
+                if case == 1 && i == 4 {
+                    let got = up.read(100, 600_000).await.unwrap();
+                    assert!(got[..] == data[100..600_100]);
+                    let patch = pattern(4000, 9);
+                    up.write(300, Bytes::from(patch.clone())).await.unwrap();
+                    want[300..4300].copy_from_slice(&patch);
+                }
+            }
+            assert_eq!(up.commit().await.unwrap(), len, "case {case}");
+            assert!(read_all(b, &s, 3).await == want, "case {case}");
+            assert_eq!(
+                &b.read(&s, 3, len - 10, 100).await.unwrap()[..],
+                &want[len as usize - 10..],
+                "case {case}"
+            );
+        }
     }
 
     pub async fn immutable_staged_reads(b: &dyn Backend) {
