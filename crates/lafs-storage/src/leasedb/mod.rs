@@ -642,8 +642,8 @@ pub trait LeaseDb: Send + fmt::Debug {
     ) -> Result<()>;
 
     /// NONE → COMING with `lease` (the uploading account's), in one transaction: an
-    /// immutable upload starts. Refuses what [`LeaseDb::add_new_share`] and [`LeaseDb::add_or_renew_lease`]
-    /// refuse, changing nothing.
+    /// immutable upload starts. Refuses what [`LeaseDb::add_new_share`] and
+    /// [`LeaseDb::add_or_renew_lease`] refuse, changing nothing.
     ///
     /// Unlike every other operation, the commit need not be durable when the call returns:
     /// an upload in progress never survives a crash (the server discards staged shares and

@@ -12,8 +12,8 @@
 //! the commit) first [`spill`](DirectAppender::spill)s the buffered tail through the
 //! ordinary descriptor; the share then goes on with ordinary writes. The bytes are the same
 //! either way and the fsync at commit covers both paths, so durability does not change.
-//! Filesystems without `O_DIRECT` (tmpfs) or with stricter alignment than
-//! [`ALIGN`] fall back to ordinary writes.
+//! Filesystems without `O_DIRECT` (tmpfs before Linux 6.6, some network filesystems) or
+//! with stricter alignment than [`ALIGN`] fall back to ordinary writes.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -163,6 +163,15 @@ impl DirectAppender {
 mod tests {
     use super::*;
 
+    fn new_file(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .unwrap()
+    }
+
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
         (0..n)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -170,19 +179,14 @@ mod tests {
     }
 
     /// On a filesystem with `O_DIRECT` (the temporary directory here is ext4), an in-order
-    /// stream with odd-sized pieces and an unaligned prefix lands byte for byte, mostly
-    /// through direct writes; where `O_DIRECT` is refused, `open` says so and nothing breaks.
+    /// stream with odd-sized pieces and an unaligned prefix lands byte for byte, every whole
+    /// chunk through a direct write.
     #[test]
     fn appended_stream_lands_exactly_mostly_direct() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("share");
         let header = pattern(12, 7);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let file = new_file(&path);
         file.write_all_at(&header, 0).unwrap();
         let Some(mut a) = DirectAppender::open(&path, &header) else {
             panic!("O_DIRECT is not available in {}", dir.path().display());
@@ -208,12 +212,7 @@ mod tests {
     fn failed_direct_writes_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("share");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let file = new_file(&path);
         let Some(mut a) = DirectAppender::open_failing(&path, b"") else {
             panic!("O_DIRECT is not available in {}", dir.path().display());
         };
