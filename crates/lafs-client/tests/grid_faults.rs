@@ -24,6 +24,7 @@ use lafs_client::upload::{KeyChoice, UploadConfig, UploadError, UploadOutcome, u
 use lafs_client::{ClientOptions, Grid, Timeouts};
 use lafs_core::cap::{Cap, ChkCap};
 use lafs_protocol::StorageIndex;
+use lafs_storage::leasedb::ShareState;
 use tokio::sync::mpsc;
 
 const SECRET: &[u8] = b"lease secret of the test client";
@@ -122,8 +123,21 @@ impl TestGrid {
         )
     }
 
-    /// Files under `shares/incoming` of server `i` (uploads in progress).
-    fn incoming(&self, i: usize) -> usize {
+    /// Uploads in progress on server `i`: shares its lease database has COMING, plus files
+    /// under `shares/incoming` (staged uploads have no name there where the filesystem has
+    /// unnamed files, so the database is the observable that always counts).
+    async fn incoming(&self, i: usize) -> usize {
+        let coming = self.servers[i]
+            .db
+            .shares_in_state(ShareState::Coming, 1000)
+            .await
+            .unwrap()
+            .len();
+        coming + self.incoming_files(i)
+    }
+
+    /// Files under `shares/incoming` of server `i`.
+    fn incoming_files(&self, i: usize) -> usize {
         fn walk(p: &Path) -> usize {
             std::fs::read_dir(p).map_or(0, |rd| {
                 rd.flatten()
@@ -247,7 +261,14 @@ async fn servers_killed_mid_upload() {
     g.proxies[0].set(ProxyMode::Pass);
     g.proxies[1].set(ProxyMode::Pass);
     // Servers 0 and 1 still hold the staged shares the first upload could not abort.
-    let incoming_before: Vec<usize> = (0..10).map(|i| g.incoming(i)).collect();
+    let mut incoming_before = Vec::new();
+    for i in 0..10 {
+        incoming_before.push(g.incoming(i).await);
+    }
+    assert!(
+        incoming_before[0] > 0 && incoming_before[1] > 0,
+        "{incoming_before:?}"
+    );
     let d2 = data(24 << 20, 2);
     let base: Vec<u64> = g
         .proxies
@@ -270,7 +291,7 @@ async fn servers_killed_mid_upload() {
     assert!(msg.contains("shares.happy is 7"), "{msg}");
     for i in (0..10).filter(|i| !victims.contains(i)) {
         assert_eq!(
-            g.incoming(i),
+            g.incoming(i).await,
             incoming_before[i],
             "server {i} kept an unfinished upload"
         );
@@ -398,6 +419,6 @@ async fn a_server_with_the_wrong_certificate_is_refused() {
     assert!(!out.placement.contains_key("s3"), "{:?}", out.placement);
     let si = si(&chk(&out.cap));
     assert!(g.share_files(3, &si).is_empty());
-    assert_eq!(g.incoming(3), 0);
+    assert_eq!(g.incoming(3).await, 0);
     assert_eq!(get(g.stores(), &chk(&out.cap)).await.unwrap(), d);
 }

@@ -19,7 +19,12 @@ async fn server(dir: &std::path::Path) -> StorageServer {
     let db = LeaseDbHandle::open_sqlite(&dir.join("leasedb.sqlite"), 1_700_000_000, opts)
         .await
         .unwrap();
-    let backend = Arc::new(DiskBackend::open(dir.join("storage")).unwrap());
+    // Named staging, so that uploads in progress are files a test can count.
+    let backend = Arc::new(
+        DiskBackend::open(dir.join("storage"))
+            .unwrap()
+            .with_named_staging(),
+    );
     let s = StorageServer::new(backend, db, ServerConfig::default(), Arc::new(SystemClock));
     s.startup().await.unwrap();
     s

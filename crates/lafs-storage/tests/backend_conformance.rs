@@ -4,8 +4,10 @@
 //!
 //! Each case in [`cases`] is an async function taking `&dyn Backend`; the `conformance!`
 //! macro makes one `#[tokio::test]` per case that runs it against every backend named in
-//! `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,cloud.s3`; also
-//! `disk.inplace` and `disk.rewrite`, the disk backend forced onto one mutable write path).
+//! `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,disk.named,cloud.s3`, where
+//! `disk.named` stages uploads under stock's `incoming/` paths instead of in unnamed files;
+//! also `disk.inplace` and `disk.rewrite`, the disk backend forced onto one mutable write
+//! path).
 //! A new backend is one arm in `common::make`, as OpenDAL's behaviour tests select services.
 //! `cloud.s3` runs the cloud backend (16 KiB chunks; `cloud_layout.rs` tests sizes at the
 //! chunk boundaries with 4 KiB ones) against a fresh s3s-fs per case
@@ -898,8 +900,8 @@ mod disk {
     }
 
     #[tokio::test]
-    async fn immutable_container_bytes_and_staging() {
-        let h = make("disk");
+    async fn immutable_container_bytes_and_named_staging() {
+        let h = make("disk.named");
         let storage = h.storage_dir.clone().unwrap();
         let b = h.b();
         let s = StorageIndex([0x42; 16]);
@@ -1232,13 +1234,66 @@ mod disk {
         assert!(outside.join("share").exists());
     }
 
+    /// Unnamed staging (the default where the filesystem has `O_TMPFILE`): an upload in
+    /// progress has no name anywhere, the committed file is stock's container with one link,
+    /// and an upload that ends without commit leaves nothing behind.
+    #[tokio::test]
+    async fn unnamed_staging_leaves_no_names() {
+        let h = make("disk");
+        let storage = h.storage_dir.clone().unwrap();
+        let b = h.b();
+        let s = StorageIndex([0x48; 16]);
+        let incoming = storage.join("shares/incoming");
+        let mut up = b.start_immutable(&s, 3, 5000).await.unwrap();
+        let staged_debug = format!("{up:?}");
+        assert!(staged_debug.contains("Unnamed"), "{staged_debug}");
+        up.write(0, Bytes::from(pattern(3000, 2))).await.unwrap();
+        assert!(
+            dir_entries(&incoming).is_empty(),
+            "{:?}",
+            dir_entries(&incoming)
+        );
+        assert!(!share_path(&storage, &s, 3).parent().unwrap().exists());
+        assert_eq!(up.commit().await.unwrap(), 3000);
+        let path = share_path(&storage, &s, 3);
+        let file = fs::read(&path).unwrap();
+        // Stock's header, with the size set to what was written.
+        assert_eq!(&file[..12], &[0, 0, 0, 2, 0, 0, 0x0b, 0xb8, 0, 0, 0, 0]);
+        assert!(file[12..] == pattern(3000, 2)[..]);
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(&path).unwrap().nlink(), 1);
+        }
+        // Abort, drop and a "crash" (never dropped) leave no file and no name; afterwards the
+        // share can be uploaded afresh.
+        let up = b.start_immutable(&s, 4, 10).await.unwrap();
+        up.abort().await.unwrap();
+        drop(b.start_immutable(&s, 5, 10).await.unwrap());
+        let mut up = b.start_immutable(&s, 6, 10).await.unwrap();
+        up.write(0, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        std::mem::forget(up);
+        assert!(dir_entries(&incoming).is_empty());
+        assert_eq!(
+            dir_entries(path.parent().unwrap()),
+            ["3"],
+            "only the committed share has a name"
+        );
+        b.clean_incoming().await.unwrap();
+        for n in 4..=6 {
+            put_immutable(b, &s, n, b"fresh").await;
+        }
+        assert_eq!(dir_entries(path.parent().unwrap()), ["3", "4", "5", "6"]);
+    }
+
     #[tokio::test]
     async fn shares_survive_reopen_and_clean_incoming_empties_incoming() {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         let s = StorageIndex([0x47; 16]);
         {
-            let b = open(&storage);
+            let b = open(&storage).with_named_staging();
             put_immutable(&b, &s, 0, b"persisted").await;
             b.write_mutable(&s, 1, mw(&[(0, b"mutable")], None, 9))
                 .await

@@ -2,9 +2,13 @@
 //!
 //! # Goals
 //! - **A stock server can take the directory back, and we can take stock's.** Layout
-//!   `storage/shares/<si[:2]>/<si>/<shnum>` (base32 storage index, decimal share number),
-//!   uploads staged at `storage/shares/incoming/<si[:2]>/<si>/<shnum>`; containers exactly as
-//!   stock 1.20 writes them (the private `container` module documents the byte layouts).
+//!   `storage/shares/<si[:2]>/<si>/<shnum>` (base32 storage index, decimal share number);
+//!   containers exactly as stock 1.20 writes them (the private `container` module documents
+//!   the byte layouts). Uploads in progress are staged in unnamed files (Linux `O_TMPFILE`
+//!   in `storage/shares/incoming/`) where the filesystem has them, else (or with
+//!   [`DiskBackend::with_named_staging`]) where stock stages them,
+//!   `storage/shares/incoming/<si[:2]>/<si>/<shnum>`; stock clears `incoming/` when it
+//!   starts, so neither matters to it.
 //!   Verified against stock 1.20 (its `StorageServer`, `BucketWriter`, `ShareFile` and
 //!   `MutableShareFile` run from a virtualenv; `tests/backend_conformance.rs`):
 //!   - new immutable shares are **version 2** containers (`>LLL` = 2, min(2^32-1, allocated
@@ -31,10 +35,15 @@
 //!     immutable); reads, write-enabler lookups and mutable writes of it fail with
 //!     [`BackendError::Corrupt`]; `delete` removes it.
 //! - **Durability.** An immutable share is visible only after `commit`, and durable when it
-//!   returns: fsync the staged file, create (and fsync the parents of) the share directories,
-//!   rename without replacing (`renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`), fsync the
-//!   share directory. A crash before the rename leaves only a staged file, which
-//!   [`Backend::clean_incoming`] removes at start (stock does the same). The 1024 prefix
+//!   returns: fsync the staged file while (on a second thread) the share directory is
+//!   created and its parent fsynced, then give the file its name without replacing anything
+//!   (`linkat` of the unnamed file, then fsync it again for its new link count; or
+//!   `renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`, of a named one), fsync the share
+//!   directory. A crash before that leaves no share: an unnamed file is freed by the
+//!   kernel (on ext4 without a journal, by the next fsck), a named one is removed by
+//!   [`Backend::clean_incoming`] at start (stock does the same). Unnamed staging writes
+//!   less metadata per share (no staging directories to create, sync and remove): a
+//!   quarter fewer disk writes per 4 KiB upload to ten local servers. The 1024 prefix
 //!   directories are created when the backend opens, so a commit creates at most the
 //!   storage index directory. So that the fsync at commit does not wait for the whole share
 //!   to reach the disk, each [`WRITEBACK_BYTES`] written to a staged share start the
@@ -80,10 +89,12 @@
 //! # Concurrency
 //! The server serialises operations on one share. Operations on different shares may run
 //! concurrently, including in the same directories: directory creation and removal races
-//! are retried. Staging a share that is already being staged fails with a transient error.
-//! Dropping an upload without committing removes its staged file synchronously (one unlink
-//! and up to two `rmdir`s, as `tempfile` does), so that a new upload of the same share can
-//! start at once; call [`ImmutableUpload::abort`] to do it on the blocking pool instead.
+//! are retried. Staging a share that is already being staged fails with a transient error
+//! (an in-memory registry of the shares being staged: one process owns the directory).
+//! Dropping an upload without committing frees its staged file synchronously (closing an
+//! unnamed one; one unlink and up to two `rmdir`s for a named one, as `tempfile` does), so
+//! that a new upload of the same share can start at once; call
+//! [`ImmutableUpload::abort`] to do it on the blocking pool instead.
 
 pub(crate) mod container;
 mod direct;
@@ -91,12 +102,13 @@ mod fsutil;
 mod layout;
 mod mutable;
 
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -152,6 +164,9 @@ fn container_of(file: &File) -> BackendResult<Container> {
 pub struct DiskBackend {
     layout: Arc<Layout>,
     mutable_rewrite_limit: u64,
+    staging: Staging,
+    /// Shares being staged now: a second upload of one of them is refused.
+    uploading: Arc<Mutex<HashSet<(StorageIndex, ShareNum)>>>,
 }
 
 impl DiskBackend {
@@ -165,10 +180,21 @@ impl DiskBackend {
             "create prefix directories in {}",
             layout.shares.display()
         )))?;
+        let staging = fsutil::probe_unnamed(&layout.incoming);
         Ok(Self {
             layout: Arc::new(layout),
             mutable_rewrite_limit: DEFAULT_MUTABLE_REWRITE_LIMIT,
+            staging,
+            uploading: Arc::default(),
         })
+    }
+
+    /// Stages uploads as stock does, at `incoming/<si[:2]>/<si>/<shnum>`, even where unnamed
+    /// staging works (tests of the named path, and operators who want to see uploads in
+    /// progress).
+    pub fn with_named_staging(mut self) -> Self {
+        self.staging = Staging::Named;
+        self
     }
 
     /// Sets the largest mutable container rewritten atomically as a whole (default
@@ -277,16 +303,19 @@ impl Backend for DiskBackend {
         }
         let layout = self.layout.clone();
         let si = *si;
+        let staging = self.staging;
+        let claim = Uploading::claim(&self.uploading, si, shnum)?;
         let (file, direct) = blocking({
             let layout = layout.clone();
             move || {
-                let file = create_staged(&layout, &si, shnum, allocated_size)?;
+                let file = create_staged(&layout, staging, &si, shnum, allocated_size)?;
                 // Large shares that arrive in order bypass the page cache (see `direct`).
                 let direct = if allocated_size >= direct::MIN_SHARE {
-                    DirectAppender::open(
-                        &layout.incoming_path(&si, shnum),
-                        &container::immutable_header(allocated_size),
-                    )
+                    let path = match staging {
+                        Staging::Named => layout.incoming_path(&si, shnum),
+                        Staging::Unnamed => fsutil::fd_path(&file),
+                    };
+                    DirectAppender::open(&path, &container::immutable_header(allocated_size))
                 } else {
                     None
                 };
@@ -296,6 +325,8 @@ impl Backend for DiskBackend {
         .await?;
         Ok(Box::new(DiskUpload {
             layout,
+            staging,
+            _claim: claim,
             si,
             shnum,
             allocated: allocated_size,
@@ -378,6 +409,11 @@ impl Backend for DiskBackend {
     }
 
     async fn clean_incoming(&self) -> BackendResult<()> {
+        // Whatever was staging before (a crash, or an upload never dropped) is gone.
+        self.uploading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let layout = self.layout.clone();
         blocking(move || {
             match fs::remove_dir_all(&layout.incoming) {
@@ -414,9 +450,63 @@ fn create_prefix_dirs(shares: &std::path::Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A share being staged, registered with its backend until dropped. One server owns a
+/// storage directory, so this registry (not the filesystem, which has no name for an unnamed
+/// staged file) is what refuses a second concurrent upload of a share.
+struct Uploading {
+    set: Arc<Mutex<HashSet<(StorageIndex, ShareNum)>>>,
+    key: (StorageIndex, ShareNum),
+}
+
+impl std::fmt::Debug for Uploading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Uploading").field(&self.key).finish()
+    }
+}
+
+impl Uploading {
+    fn claim(
+        set: &Arc<Mutex<HashSet<(StorageIndex, ShareNum)>>>,
+        si: StorageIndex,
+        shnum: ShareNum,
+    ) -> BackendResult<Self> {
+        let mut held = set.lock().unwrap_or_else(PoisonError::into_inner);
+        if !held.insert((si, shnum)) {
+            return Err(BackendError::Io {
+                message: format!("an upload of share {si}/{shnum} is already in progress"),
+                transient: true,
+            });
+        }
+        Ok(Self {
+            set: set.clone(),
+            key: (si, shnum),
+        })
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+/// Where uploads are staged until they commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staging {
+    /// Stock's staging path, `incoming/<si[:2]>/<si>/<shnum>`, renamed into place.
+    Named,
+    /// An unnamed file (`O_TMPFILE`) in `incoming/`, linked into place at commit: no staging
+    /// directories to create, sync and remove, nothing to clean up after a crash.
+    Unnamed,
+}
+
 /// Creates the staged file of a new upload with stock's allocation header.
 fn create_staged(
     layout: &Layout,
+    staging: Staging,
     si: &StorageIndex,
     shnum: ShareNum,
     allocated: u64,
@@ -425,6 +515,13 @@ fn create_staged(
         Ok(_) => return Err(BackendError::AlreadyExists),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(io_ctx("check share")(e)),
+    }
+    if staging == Staging::Unnamed {
+        let file =
+            fsutil::create_unnamed(&layout.incoming).map_err(io_ctx("create staged share"))?;
+        file.write_all_at(&container::immutable_header(allocated), 0)
+            .map_err(io_ctx("write staged share header"))?;
+        return Ok(file);
     }
     let path = layout.incoming_path(si, shnum);
     let mut attempts = 0;
@@ -542,6 +639,9 @@ impl Staged {
 #[derive(Debug)]
 struct DiskUpload {
     layout: Arc<Layout>,
+    staging: Staging,
+    /// Released when the upload ends, however it ends.
+    _claim: Uploading,
     si: StorageIndex,
     shnum: ShareNum,
     allocated: u64,
@@ -559,6 +659,7 @@ struct CommitOutcome {
 
 fn commit_blocking(
     layout: &Layout,
+    staging: Staging,
     si: &StorageIndex,
     shnum: ShareNum,
     allocated: u64,
@@ -578,33 +679,64 @@ fn commit_blocking(
             return not_renamed(io_ctx("update staged share header")(e));
         }
     }
-    // The file is exactly header + data up to the highest byte written.
-    if let Err(e) = staged.file.sync_all() {
-        return not_renamed(io_ctx("fsync staged share")(e));
-    }
     let from = layout.incoming_path(si, shnum);
     let to = layout.share_path(si, shnum);
     let dir = layout.si_dir(si);
+    // The file is exactly header + data up to the highest byte written. Its fsync and the
+    // creation of the share directory are independent: one waits for the other's disk.
+    let (synced, dir_made) = std::thread::scope(|scope| {
+        let job = std::thread::Builder::new().spawn_scoped(scope, || ensure_dir_durable(&dir));
+        let synced = staged.file.sync_all();
+        let made = match job {
+            Ok(job) => job
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("directory task panicked"))),
+            // No thread to spare: one after the other.
+            Err(_) => ensure_dir_durable(&dir),
+        };
+        (synced, made)
+    });
+    if let Err(e) = synced {
+        return not_renamed(io_ctx("fsync staged share")(e));
+    }
+    if let Err(e) = dir_made {
+        return not_renamed(io_ctx("create share directory")(e));
+    }
     let mut attempts = 0;
     loop {
-        if let Err(e) = ensure_dir_durable(&dir) {
-            return not_renamed(io_ctx("create share directory")(e));
-        }
-        match fsutil::rename_no_replace(&from, &to) {
+        let placed = match staging {
+            Staging::Named => fsutil::rename_no_replace(&from, &to),
+            Staging::Unnamed => fsutil::link_unnamed(&staged.file, &to),
+        };
+        match placed {
             Ok(()) => break,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return not_renamed(BackendError::AlreadyExists);
             }
             // The share directory was removed by a concurrent delete: recreate and retry.
-            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                if let Err(e) = ensure_dir_durable(&dir) {
+                    return not_renamed(io_ctx("create share directory")(e));
+                }
+            }
             Err(e) => return not_renamed(io_ctx("rename share into place")(e)),
         }
     }
-    remove_dir_if_empty(&layout.incoming_si_dir(si));
-    remove_dir_if_empty(&layout.incoming_prefix_dir(si));
+    let linked = match staging {
+        Staging::Named => {
+            remove_dir_if_empty(&layout.incoming_si_dir(si));
+            remove_dir_if_empty(&layout.incoming_prefix_dir(si));
+            Ok(())
+        }
+        // The link raised the file's link count, which is the file's own metadata: without a
+        // journal to commit it with the directory, only syncing the file makes it durable.
+        Staging::Unnamed => staged.file.sync_all(),
+    };
     CommitOutcome {
         renamed: true,
-        result: fsync_dir(&dir)
+        result: linked
+            .and_then(|()| fsync_dir(&dir))
             .map(|()| end)
             .map_err(io_ctx("fsync share directory")),
     }
@@ -649,9 +781,9 @@ impl ImmutableUpload for DiskUpload {
     async fn commit(mut self: Box<Self>) -> BackendResult<u64> {
         let mut staged = self.staged.clone().lock_owned().await;
         let layout = self.layout.clone();
-        let (si, shnum, allocated) = (self.si, self.shnum, self.allocated);
+        let (si, shnum, allocated, staging) = (self.si, self.shnum, self.allocated, self.staging);
         let outcome = tokio::task::spawn_blocking(move || match staged.spill() {
-            Ok(()) => commit_blocking(&layout, &si, shnum, allocated, &staged),
+            Ok(()) => commit_blocking(&layout, staging, &si, shnum, allocated, &staged),
             Err(e) => CommitOutcome {
                 renamed: false,
                 result: Err(io_ctx("write staged share")(e)),
@@ -670,6 +802,9 @@ impl ImmutableUpload for DiskUpload {
     async fn abort(mut self: Box<Self>) -> BackendResult<()> {
         let _staged = self.staged.clone().lock_owned().await;
         self.finished = true;
+        if self.staging == Staging::Unnamed {
+            return Ok(()); // closing the file frees it
+        }
         let layout = self.layout.clone();
         let (si, shnum) = (self.si, self.shnum);
         blocking(move || {
@@ -682,7 +817,7 @@ impl ImmutableUpload for DiskUpload {
 
 impl Drop for DiskUpload {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.staging == Staging::Named {
             remove_staged(&self.layout, &self.si, self.shnum);
         }
     }

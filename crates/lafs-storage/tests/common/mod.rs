@@ -38,10 +38,11 @@ impl Harness {
     }
 }
 
-/// Backends named by `LAFS_TEST_BACKENDS` (comma-separated; default `memory,disk,cloud.s3`).
+/// Backends named by `LAFS_TEST_BACKENDS` (comma-separated; default
+/// `memory,disk,disk.named,cloud.s3`).
 pub fn selected_backends() -> Vec<String> {
-    let list =
-        std::env::var("LAFS_TEST_BACKENDS").unwrap_or_else(|_| "memory,disk,cloud.s3".into());
+    let list = std::env::var("LAFS_TEST_BACKENDS")
+        .unwrap_or_else(|_| "memory,disk,disk.named,cloud.s3".into());
     let names: Vec<String> = list
         .split(',')
         .map(|s| s.trim().to_string())
@@ -75,6 +76,8 @@ pub fn make(name: &str) -> Harness {
             _server: None,
         },
         "disk" => disk(name, |b| b),
+        // Uploads staged under stock's `incoming/` paths (where unnamed files are missing).
+        "disk.named" => disk(name, DiskBackend::with_named_staging),
         // Every existing mutable share modified in place / rewritten as a whole.
         "disk.inplace" => disk(name, |b| b.with_mutable_rewrite_limit(0)),
         "disk.rewrite" => disk(name, |b| b.with_mutable_rewrite_limit(u64::MAX)),
@@ -82,7 +85,7 @@ pub fn make(name: &str) -> Harness {
         "cloud.s3" => cloud_s3(name, CLOUD_TEST_CHUNK),
         other => panic!(
             "unknown backend {other:?} in LAFS_TEST_BACKENDS \
-             (known: memory, disk, disk.inplace, disk.rewrite, cloud.s3)"
+             (known: memory, disk, disk.named, disk.inplace, disk.rewrite, cloud.s3)"
         ),
     }
 }

@@ -40,6 +40,60 @@ pub(super) fn ensure_dir_durable(dir: &Path) -> io::Result<()> {
     fsync_dir(parent)
 }
 
+/// Creates an unnamed regular file (`O_TMPFILE`, mode 0666 less the umask) on the
+/// filesystem of `dir`, for reading and writing; it vanishes when closed unless
+/// [`link_unnamed`] gives it a name first.
+pub(super) fn create_unnamed(dir: &Path) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )?;
+        Ok(File::from(fd))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        Err(io::Error::from(ErrorKind::Unsupported))
+    }
+}
+
+/// `/proc/self/fd/<fd>`: a path that reopens or links the open file `file`.
+pub(super) fn fd_path(file: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Gives the unnamed file `file` the name `to`, failing with [`ErrorKind::AlreadyExists`]
+/// if `to` exists (`linkat` never replaces).
+pub(super) fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    rustix::fs::linkat(CWD, fd_path(file), CWD, to, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
+}
+
+/// Whether unnamed staging works in `incoming` (Linux with `O_TMPFILE` on this filesystem and
+/// `/proc` mounted): creates an unnamed file, links it and removes the link.
+pub(super) fn probe_unnamed(incoming: &Path) -> super::Staging {
+    let works = (|| -> io::Result<()> {
+        let file = create_unnamed(incoming)?;
+        let name = incoming.join(format!(".lafs-staging-probe.{}", std::process::id()));
+        let _ = fs::remove_file(&name);
+        link_unnamed(&file, &name)?;
+        fs::remove_file(&name)
+    })();
+    match works {
+        Ok(()) => super::Staging::Unnamed,
+        Err(e) => {
+            tracing::debug!(error = %e, "disk: unnamed staging unavailable, staging uploads under incoming/");
+            super::Staging::Named
+        }
+    }
+}
+
 /// Removes `dir` if it is empty; any failure (not empty, gone, raced) is ignored, like
 /// stock's `os.rmdir` cleanups.
 pub(super) fn remove_dir_if_empty(dir: &Path) {
