@@ -36,7 +36,8 @@
 //!     [`BackendError::Corrupt`]; `delete` removes it.
 //! - **Durability.** An immutable share is visible only after `commit`, and durable when it
 //!   returns: fsync the staged file while (on a second thread) the share directory is
-//!   created and its parent fsynced, then give the file its name without replacing anything
+//!   created and its parent fsynced (also when it exists already: a concurrent upload that
+//!   created it may still be syncing), then give the file its name without replacing anything
 //!   (`linkat` of the unnamed file, then fsync it again for its new link count; or
 //!   `renameat2(RENAME_NOREPLACE)`, or `link`+`unlink`, of a named one), fsync the share
 //!   directory. A crash before that leaves no share: an unnamed file is freed by the
@@ -116,7 +117,7 @@ use bytes::Bytes;
 
 use self::container::{Container, IMMUTABLE_HEADER_LEN, MAX_DATA_LEN};
 use self::direct::DirectAppender;
-use self::fsutil::{ensure_dir_durable, fsync_dir, open_share, probe, remove_dir_if_empty};
+use self::fsutil::{ensure_share_dir_durable, fsync_dir, open_share, probe, remove_dir_if_empty};
 use self::layout::Layout;
 use super::{Backend, BackendError, BackendResult, ImmutableUpload, MutableWrite, StoredShare};
 use crate::types::{PREFIXES, ShareKind, ShareNum, StorageIndex};
@@ -686,14 +687,15 @@ fn commit_blocking(
     // The file is exactly header + data up to the highest byte written. Its fsync and the
     // creation of the share directory are independent: one waits for the other's disk.
     let (synced, dir_made) = std::thread::scope(|scope| {
-        let job = std::thread::Builder::new().spawn_scoped(scope, || ensure_dir_durable(&dir));
+        let job =
+            std::thread::Builder::new().spawn_scoped(scope, || ensure_share_dir_durable(&dir));
         let synced = staged.file.sync_all();
         let made = match job {
             Ok(job) => job
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("directory task panicked"))),
             // No thread to spare: one after the other.
-            Err(_) => ensure_dir_durable(&dir),
+            Err(_) => ensure_share_dir_durable(&dir),
         };
         (synced, made)
     });
@@ -717,7 +719,7 @@ fn commit_blocking(
             // The share directory was removed by a concurrent delete: recreate and retry.
             Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
                 attempts += 1;
-                if let Err(e) = ensure_dir_durable(&dir) {
+                if let Err(e) = ensure_share_dir_durable(&dir) {
                     return not_renamed(io_ctx("create share directory")(e));
                 }
             }

@@ -94,6 +94,20 @@ pub(super) fn probe_unnamed(incoming: &Path) -> super::Staging {
     }
 }
 
+/// [`ensure_dir_durable`] for a share directory about to receive a new share. When the
+/// directory already exists its parent is fsynced all the same: a concurrent caller that
+/// created it may still be syncing, and the new share must not be acknowledged before the
+/// directory's entry is durable (when nothing is left to write, this costs one cache flush).
+pub(super) fn ensure_share_dir_durable(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => fsync_dir(
+            dir.parent()
+                .ok_or_else(|| io::Error::other("share directory has no parent"))?,
+        ),
+        _ => ensure_dir_durable(dir),
+    }
+}
+
 /// Removes `dir` if it is empty; any failure (not empty, gone, raced) is ignored, like
 /// stock's `os.rmdir` cleanups.
 pub(super) fn remove_dir_if_empty(dir: &Path) {

@@ -32,7 +32,8 @@ use super::container::{
     MutableHeader,
 };
 use super::fsutil::{
-    ensure_dir_durable, fsync_dir, probe, remove_dir_if_empty, rename_no_replace, write_zeros_at,
+    ensure_dir_durable, ensure_share_dir_durable, fsync_dir, probe, remove_dir_if_empty,
+    rename_no_replace, write_zeros_at,
 };
 use super::io_ctx;
 use super::layout::{self, Layout};
@@ -209,7 +210,13 @@ fn install(
         let path = layout.share_path(si, shnum);
         let mut attempts = 0;
         loop {
-            ensure_dir_durable(&dir).map_err(io_ctx("create share directory"))?;
+            // A rewrite replaces a share whose directory was made durable with it.
+            if create {
+                ensure_share_dir_durable(&dir)
+            } else {
+                ensure_dir_durable(&dir)
+            }
+            .map_err(io_ctx("create share directory"))?;
             let renamed = if create {
                 rename_no_replace(&tmp, &path)
             } else {
