@@ -681,7 +681,6 @@ fn commit_blocking(
             return not_renamed(io_ctx("update staged share header")(e));
         }
     }
-    let from = layout.incoming_path(si, shnum);
     let to = layout.share_path(si, shnum);
     let dir = layout.si_dir(si);
     // The file is exactly header + data up to the highest byte written. Its fsync and the
@@ -708,7 +707,7 @@ fn commit_blocking(
     let mut attempts = 0;
     loop {
         let placed = match staging {
-            Staging::Named => fsutil::rename_no_replace(&from, &to),
+            Staging::Named => fsutil::rename_no_replace(&layout.incoming_path(si, shnum), &to),
             Staging::Unnamed => fsutil::link_unnamed(&staged.file, &to),
         };
         match placed {
@@ -723,7 +722,7 @@ fn commit_blocking(
                     return not_renamed(io_ctx("create share directory")(e));
                 }
             }
-            Err(e) => return not_renamed(io_ctx("rename share into place")(e)),
+            Err(e) => return not_renamed(io_ctx("put share into place")(e)),
         }
     }
     let linked = match staging {
@@ -739,9 +738,9 @@ fn commit_blocking(
     CommitOutcome {
         renamed: true,
         result: linked
-            .and_then(|()| fsync_dir(&dir))
-            .map(|()| end)
-            .map_err(io_ctx("fsync share directory")),
+            .map_err(io_ctx("fsync linked share"))
+            .and_then(|()| fsync_dir(&dir).map_err(io_ctx("fsync share directory")))
+            .map(|()| end),
     }
 }
 
